@@ -1,0 +1,1 @@
+namespace StreamClone.Relay; internal static class Placeholder { }

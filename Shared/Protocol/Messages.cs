@@ -1,0 +1,125 @@
+using MessagePack;
+using StreamClone.Shared.Model;
+
+namespace StreamClone.Shared.Protocol;
+
+public static class ProtocolVersions
+{
+    /// <summary>The one version this build speaks. A peer with another is refused with <see cref="ProtocolError.UnsupportedVersion"/>.</summary>
+    public const int Current = 1;
+}
+
+/// <summary>
+/// First frame in each direction. The sink opens the bulk lane with a fresh SessionId and the demand
+/// lane with the same id, so the source can pair them. This is where TLS and peer authentication
+/// will hook in (a later issue): the handshake runs after the stream is secured and before any data.
+/// </summary>
+[MessagePackObject]
+public sealed class HelloMessage
+{
+    [Key(0)] public int ProtocolVersion { get; set; } = ProtocolVersions.Current;
+    [Key(1)] public string Role { get; set; } = "";
+    [Key(2)] public Lane Lane { get; set; } = Lane.Bulk;
+    [Key(3)] public string SessionId { get; set; } = "";
+    [Key(4)] public string PeerName { get; set; } = "";
+}
+
+[MessagePackObject]
+public sealed class ErrorMessage
+{
+    [Key(0)] public ProtocolError Code { get; set; }
+    [Key(1)] public string Message { get; set; } = "";
+}
+
+/// <summary>An object as announced before its data: everything of <see cref="ManifestObject"/> but the hashes.</summary>
+[MessagePackObject]
+public sealed class ObjectInfo
+{
+    [Key(0)] public int Id { get; set; }
+    [Key(1)] public string Name { get; set; } = "";
+    [Key(2)] public ObjectKind Kind { get; set; }
+    [Key(3)] public long Size { get; set; }
+    [Key(4)] public int ChunkSize { get; set; }
+}
+
+[MessagePackObject]
+public sealed class SnapshotOfferMessage
+{
+    [Key(0)] public string SnapshotId { get; set; } = "";
+    [Key(1)] public DateTime CreatedUtc { get; set; }
+    [Key(2)] public string Origin { get; set; } = "";
+    [Key(3)] public string HashAlgorithm { get; set; } = HashAlgorithms.Blake3;
+    [Key(4)] public List<ObjectInfo> Objects { get; set; } = [];
+}
+
+[MessagePackObject]
+public sealed class InventoryMessage
+{
+    /// <summary>Number of 32-byte hashes in the payload.</summary>
+    [Key(0)] public int Count { get; set; }
+    /// <summary>True on the last inventory frame; the source starts the bulk stream after it.</summary>
+    [Key(1)] public bool Last { get; set; }
+}
+
+/// <summary>How one chunk of a batch travels.</summary>
+public enum ChunkEntryKind : byte
+{
+    /// <summary>All zero bytes: no hash, no data.</summary>
+    Zero = 0,
+    /// <summary>Its bytes are in the batch payload; the sink verifies them against the hash.</summary>
+    Data = 1,
+    /// <summary>The sink already holds bytes with this hash (its inventory, or earlier in this stream): no data.</summary>
+    Known = 2,
+}
+
+/// <summary>
+/// A run of consecutive chunks [FirstIndex, FirstIndex+Count) of one object. Identity is per chunk
+/// (one hash each) while compression runs over the batch: the Data entries' bytes are concatenated
+/// in index order and compressed as one block, so small chunks still expose zero and duplicate
+/// pages without paying for compressing 4 KiB at a time.
+/// </summary>
+[MessagePackObject]
+public sealed class ChunkBatchMessage
+{
+    [Key(0)] public int ObjectId { get; set; }
+    [Key(1)] public long FirstIndex { get; set; }
+    /// <summary>One <see cref="ChunkEntryKind"/> per chunk.</summary>
+    [Key(2)] public byte[] Kinds { get; set; } = [];
+    /// <summary>32 bytes per non-zero entry, in index order.</summary>
+    [Key(3)] public byte[] Hashes { get; set; } = [];
+    [Key(4)] public PayloadCodec Codec { get; set; }
+    /// <summary>Total uncompressed bytes of the Data entries.</summary>
+    [Key(5)] public int RawLength { get; set; }
+    /// <summary>Non-zero when this batch answers a demand request.</summary>
+    [Key(6)] public long RequestId { get; set; }
+}
+
+public enum PayloadCodec : byte
+{
+    None = 0,
+    Zstd = 1,
+}
+
+[MessagePackObject]
+public sealed class DemandRequestMessage
+{
+    [Key(0)] public long RequestId { get; set; }
+    [Key(1)] public int ObjectId { get; set; }
+    [Key(2)] public long FirstIndex { get; set; }
+    [Key(3)] public int Count { get; set; }
+}
+
+[MessagePackObject]
+public sealed class SnapshotCompleteMessage
+{
+    /// <summary>Per object (by position in the offer), BLAKE3 over its chunk-hash list (see <see cref="ManifestObject.ComputeRootHash"/>).</summary>
+    [Key(0)] public List<byte[]> RootHashes { get; set; } = [];
+    [Key(1)] public long ChunksSent { get; set; }
+}
+
+[MessagePackObject]
+public sealed class SnapshotStoredMessage
+{
+    [Key(0)] public string SnapshotId { get; set; } = "";
+    [Key(1)] public long ChunksReceived { get; set; }
+}

@@ -1,0 +1,1 @@
+namespace StreamClone.Sink; internal static class Placeholder { }

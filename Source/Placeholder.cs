@@ -1,0 +1,1 @@
+namespace StreamClone.Source; internal static class Placeholder { }

@@ -1,0 +1,1 @@
+namespace StreamClone.Perf; internal static class Placeholder { }

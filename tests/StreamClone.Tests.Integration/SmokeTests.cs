@@ -1,0 +1,2 @@
+namespace StreamClone.Tests.Integration;
+public class SmokeTests { [Fact] public void Builds() => Assert.True(true); }
