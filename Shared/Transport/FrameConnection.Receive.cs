@@ -1,0 +1,76 @@
+using StreamClone.Shared.Protocol;
+
+namespace StreamClone.Shared.Transport;
+
+public sealed partial class FrameConnection
+{
+    private readonly FrameReader _frameReader;
+
+    /// <summary>
+    /// The receive loop: hands each whole frame to <paramref name="onFrame"/>, which must finish
+    /// with the frame's slices before it returns (they die at AdvanceTo). Returns when
+    /// <paramref name="onFrame"/> returns false or the peer closes cleanly at a frame boundary;
+    /// throws <see cref="ProtocolViolationException"/> for malformed input and
+    /// <see cref="EndOfStreamException"/> when the peer vanishes mid-frame.
+    /// </summary>
+    public async Task ReceiveAsync(Func<Frame, ValueTask<bool>> onFrame, CancellationToken ct)
+    {
+        var input = _connection.Input;
+        while (true)
+        {
+            var result = await input.ReadAsync(ct);
+            var buffer = result.Buffer;
+            var keepGoing = true;
+            try
+            {
+                while (keepGoing && _frameReader.TryRead(ref buffer, out var frame))
+                {
+                    if (frame.Type == FrameType.Error)
+                    {
+                        var error = frame.DecodeHeader<ErrorMessage>();
+                        throw new ProtocolViolationException(ProtocolError.PeerError,
+                            $"{Name}: peer reported {error.Code}: {error.Message}");
+                    }
+                    keepGoing = await onFrame(frame);
+                }
+            }
+            finally
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+            }
+            if (!keepGoing)
+            {
+                return;
+            }
+            if (result.IsCanceled)
+            {
+                throw new OperationCanceledException($"{Name}: receive cancelled ({CloseReason ?? "aborted"})");
+            }
+            if (result.IsCompleted)
+            {
+                if (!buffer.IsEmpty)
+                {
+                    throw new EndOfStreamException(
+                        $"{Name}: peer closed the connection mid-frame ({buffer.Length} bytes of an incomplete frame after frame #{_frameReader.FramesRead})");
+                }
+                throw new EndOfStreamException($"{Name}: peer closed the connection after frame #{_frameReader.FramesRead}");
+            }
+        }
+    }
+
+    /// <summary>Reads exactly one frame of the expected type and decodes its header (handshake steps).</summary>
+    public async Task<T> ReceiveOneAsync<T>(FrameType expected, CancellationToken ct)
+    {
+        T? value = default;
+        await ReceiveAsync(frame =>
+        {
+            if (frame.Type != expected)
+            {
+                ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"{Name}: expected {expected}, got {frame.Type}");
+            }
+            value = frame.DecodeHeader<T>();
+            return ValueTask.FromResult(false);
+        }, ct);
+        return value!;
+    }
+}

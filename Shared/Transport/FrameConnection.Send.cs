@@ -1,0 +1,57 @@
+using StreamClone.Shared.Protocol;
+
+namespace StreamClone.Shared.Transport;
+
+public sealed partial class FrameConnection
+{
+    // One writer at a time: FrameWriter numbers frames and PipeWriter is single-producer.
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly FrameWriter _frameWriter = new();
+
+    /// <summary>
+    /// Writes one frame and flushes. The flush obeys the pipe's pause threshold: when the socket
+    /// cannot keep up, this awaits, and that wait is the backpressure that reaches the producer.
+    /// </summary>
+    public async ValueTask SendAsync<T>(FrameType type, T header, ReadOnlyMemory<byte> payload, CancellationToken ct)
+    {
+        await _sendLock.WaitAsync(ct);
+        try
+        {
+            _frameWriter.Write(_connection.Output, type, header, payload.Span);
+            var flush = await _connection.Output.FlushAsync(ct);
+            if (flush.IsCanceled || flush.IsCompleted)
+            {
+                throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "peer stopped reading"})");
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Writes several frames and flushes once (the Source's batch sender: drain what is ready,
+    /// one flush per drain, as Kestrel's receive loop does per read).
+    /// </summary>
+    public async ValueTask SendManyAsync<T>(FrameType type, IReadOnlyList<(T Header, ReadOnlyMemory<byte> Payload)> frames, CancellationToken ct)
+    {
+        await _sendLock.WaitAsync(ct);
+        try
+        {
+            foreach (var (header, payload) in frames)
+            {
+                _frameWriter.Write(_connection.Output, type, header, payload.Span);
+            }
+            var flush = await _connection.Output.FlushAsync(ct);
+            if (flush.IsCanceled || flush.IsCompleted)
+            {
+                throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "peer stopped reading"})");
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+}

@@ -1,0 +1,16 @@
+using StreamClone.Shared.Protocol;
+
+namespace StreamClone.Source.Inputs;
+
+/// <summary>
+/// What a Source streams: a set of objects readable at any offset (the bulk pass reads them in
+/// order, demand requests jump anywhere). Image files today; a live VM's frozen disks and memory
+/// later, through the same graph.
+/// </summary>
+public interface ISnapshotInput : IAsyncDisposable
+{
+    SnapshotOfferMessage Offer { get; }
+
+    /// <summary>Reads up to destination.Length bytes at offset of the object; returns bytes read (short only at the object's end).</summary>
+    ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct);
+}

@@ -1,0 +1,85 @@
+using Microsoft.Win32.SafeHandles;
+using StreamClone.Shared.Model;
+using StreamClone.Shared.Protocol;
+
+namespace StreamClone.Source.Inputs;
+
+/// <summary>Raw image files as snapshot objects (object i = file i). Positional reads, no shared cursor.</summary>
+public sealed class ImageFileInput : ISnapshotInput
+{
+    private readonly SafeFileHandle[] _handles;
+
+    private ImageFileInput(SafeFileHandle[] handles, SnapshotOfferMessage offer)
+    {
+        _handles = handles;
+        Offer = offer;
+    }
+
+    public SnapshotOfferMessage Offer { get; }
+
+    /// <param name="images">Each file with its kind (memory image, disk image, device blob).</param>
+    /// <param name="chunkSize">Bytes per chunk (a multiple of 4096).</param>
+    /// <param name="snapshotId">Stable id: a sink that reconnects to the same source resumes the same snapshot.</param>
+    public static ImageFileInput Open(IReadOnlyList<(string Path, ObjectKind Kind)> images, int chunkSize, string snapshotId)
+    {
+        ChunkMath.ValidateChunkSize(chunkSize);
+        var handles = new List<SafeFileHandle>();
+        var offer = new SnapshotOfferMessage
+        {
+            SnapshotId = snapshotId,
+            CreatedUtc = DateTime.UtcNow,
+            Origin = string.Join(", ", images.Select(i => Path.GetFullPath(i.Path))),
+        };
+        try
+        {
+            for (var i = 0; i < images.Count; i++)
+            {
+                var (path, kind) = images[i];
+                var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+                handles.Add(handle);
+                offer.Objects.Add(new ObjectInfo
+                {
+                    Id = i,
+                    Name = Path.GetFileName(path),
+                    Kind = kind,
+                    Size = RandomAccess.GetLength(handle),
+                    ChunkSize = chunkSize,
+                });
+            }
+        }
+        catch
+        {
+            foreach (var handle in handles)
+            {
+                handle.Dispose();
+            }
+            throw;
+        }
+        return new ImageFileInput([.. handles], offer);
+    }
+
+    public async ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct)
+    {
+        var handle = _handles[objectId];
+        var total = 0;
+        while (total < destination.Length)
+        {
+            var read = await RandomAccess.ReadAsync(handle, destination[total..], offset + total, ct);
+            if (read == 0)
+            {
+                break;
+            }
+            total += read;
+        }
+        return total;
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        foreach (var handle in _handles)
+        {
+            handle.Dispose();
+        }
+        return ValueTask.CompletedTask;
+    }
+}

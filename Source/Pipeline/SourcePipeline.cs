@@ -1,0 +1,119 @@
+using System.Threading.Tasks.Dataflow;
+using StreamClone.Shared.Model;
+using StreamClone.Shared.Protocol;
+using StreamClone.Source.Inputs;
+
+namespace StreamClone.Source.Pipeline;
+
+/// <summary>
+/// The bulk pass of one snapshot to one sink, as a dataflow graph:
+/// <code>
+/// read (1, in order) → classify: zero test + BLAKE3 (N parallel, order kept)
+///   → dedup + root hashes (1, in order) → encode: concat + zstd (N parallel, order kept)
+///   → output buffer → the session's sender loop
+/// </code>
+/// Every block is bounded (<see cref="SourceOptions.StageCapacity"/>), so when the socket is slow
+/// the sender stops taking, the buffers fill, and the reader's SendAsync waits: backpressure
+/// reaches the disk. Dedup is a single in-order stage so "first occurrence" is the one that is
+/// sent as data, and it reaches the wire before every Known entry that refers to it.
+/// </summary>
+internal sealed class SourcePipeline
+{
+    private readonly ISnapshotInput _input;
+    private readonly SourceOptions _options;
+    private readonly HashSet<ChunkHash> _sinkHas;
+    private readonly HashSet<ChunkHash> _sentThisStream = [];
+    private readonly Blake3.Hasher[] _rootHashers;
+
+    public SourcePipeline(ISnapshotInput input, SourceOptions options, HashSet<ChunkHash> sinkInventory)
+    {
+        _input = input;
+        _options = options;
+        _sinkHas = sinkInventory;
+        _rootHashers = [.. input.Offer.Objects.Select(_ => Blake3.Hasher.New())];
+    }
+
+    /// <summary>Encoded batches in object/index order; complete when the pass ends (faulted if it failed).</summary>
+    public BufferBlock<EncodedBatch> Output { get; } = new(new DataflowBlockOptions { BoundedCapacity = 4 });
+
+    /// <summary>Per object, BLAKE3 over its chunk-hash list; valid after <see cref="RunAsync"/> completes.</summary>
+    public List<byte[]> RootHashes { get; } = [];
+
+    public async Task RunAsync(CancellationToken ct)
+    {
+        var parallel = new ExecutionDataflowBlockOptions
+        {
+            BoundedCapacity = _options.StageCapacity * _options.Parallelism,
+            MaxDegreeOfParallelism = _options.Parallelism,
+            EnsureOrdered = true,
+            CancellationToken = ct,
+        };
+        var serial = new ExecutionDataflowBlockOptions
+        {
+            BoundedCapacity = _options.StageCapacity,
+            EnsureOrdered = true,
+            CancellationToken = ct,
+        };
+        var link = new DataflowLinkOptions { PropagateCompletion = true };
+
+        var classify = new TransformBlock<WorkBatch, WorkBatch>(BatchEncoder.Classify, parallel);
+        var dedup = new TransformBlock<WorkBatch, WorkBatch>(Dedup, serial);
+        var level = _options.CompressionLevel;
+        var encode = new TransformBlock<WorkBatch, EncodedBatch>(b => BatchEncoder.Encode(b, level), parallel);
+        classify.LinkTo(dedup, link);
+        dedup.LinkTo(encode, link);
+        encode.LinkTo(Output, link);
+
+        try
+        {
+            foreach (var obj in _input.Offer.Objects)
+            {
+                var chunks = ChunkMath.ChunkCount(obj.Size, obj.ChunkSize);
+                for (long first = 0; first < chunks; first += _options.BatchChunks)
+                {
+                    var count = (int)Math.Min(_options.BatchChunks, chunks - first);
+                    var batch = await BatchEncoder.ReadAsync(_input, obj, first, count, requestId: 0, ct);
+                    if (!await classify.SendAsync(batch, ct))
+                    {
+                        batch.ReturnRaw();
+                        // The graph faulted downstream; its completion carries the cause.
+                        break;
+                    }
+                }
+            }
+            classify.Complete();
+        }
+        catch (Exception ex)
+        {
+            ((IDataflowBlock)classify).Fault(ex);
+            throw;
+        }
+        await encode.Completion;
+        foreach (var hasher in _rootHashers)
+        {
+            RootHashes.Add(hasher.Finalize().AsSpan().ToArray());
+            hasher.Dispose();
+        }
+    }
+
+    private WorkBatch Dedup(WorkBatch batch)
+    {
+        Span<byte> hashBytes = stackalloc byte[ChunkHash.Size];
+        ref var root = ref _rootHashers[batch.ObjectId];
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var hash = batch.Hashes[i];
+            hash.Write(hashBytes);
+            root.Update(hashBytes);
+            if (batch.Kinds[i] != ChunkEntryKind.Data)
+            {
+                continue;
+            }
+            if (_sinkHas.Contains(hash) || !_sentThisStream.Add(hash))
+            {
+                batch.Kinds[i] = ChunkEntryKind.Known;
+            }
+        }
+        return batch;
+    }
+}

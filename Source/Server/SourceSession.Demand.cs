@@ -1,0 +1,78 @@
+using StreamClone.Shared;
+using StreamClone.Shared.Model;
+using StreamClone.Shared.Protocol;
+using StreamClone.Shared.Transport;
+using StreamClone.Source.Pipeline;
+
+namespace StreamClone.Source.Server;
+
+public sealed partial class SourceSession
+{
+    /// <summary>Largest demand range: one batch's worth; a reader asks for what it touches, not more.</summary>
+    private const int MaxDemandChunks = 1024;
+
+    /// <summary>
+    /// The demand lane: each request is read, hashed, compressed and answered inline, on its own
+    /// connection, so an answer never waits behind bulk frames in our pipe or in the kernel.
+    /// Known entries here come only from the sink's inventory, never from this stream's dedup set:
+    /// a demand answer can overtake the bulk frame that first carries a hash.
+    /// </summary>
+    internal async Task RunDemandAsync(FrameConnection demand)
+    {
+        _demandLane = demand;
+        var ct = _stop.Token;
+        var objects = _input.Offer.Objects;
+        try
+        {
+            await demand.ReceiveAsync(async frame =>
+            {
+                if (frame.Type != FrameType.DemandRequest)
+                {
+                    ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"demand lane: unexpected {frame.Type}");
+                }
+                var request = frame.DecodeHeader<DemandRequestMessage>();
+                if ((uint)request.ObjectId >= (uint)objects.Count)
+                {
+                    ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement, $"demand for unknown object {request.ObjectId}");
+                }
+                var obj = objects[request.ObjectId];
+                var chunkCount = ChunkMath.ChunkCount(obj.Size, obj.ChunkSize);
+                if (request.Count is < 1 or > MaxDemandChunks || request.FirstIndex < 0 || request.FirstIndex + request.Count > chunkCount)
+                {
+                    ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
+                        $"demand for chunks {request.FirstIndex}+{request.Count} of {obj.Name}, which has {chunkCount}");
+                }
+                Stats.AddDemand();
+                var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, ct);
+                BatchEncoder.Classify(batch);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    if (batch.Kinds[i] == ChunkEntryKind.Data && _sinkInventory.Contains(batch.Hashes[i]))
+                    {
+                        batch.Kinds[i] = ChunkEntryKind.Known;
+                    }
+                }
+                var encoded = BatchEncoder.Encode(batch, _options.CompressionLevel);
+                try
+                {
+                    await demand.SendAsync(FrameType.ChunkBatch, encoded.Header, encoded.PayloadMemory, ct);
+                }
+                finally
+                {
+                    encoded.ReturnPayload();
+                }
+                SourceLog.DemandServed(_logger, request.RequestId, request.ObjectId, request.FirstIndex, request.Count);
+                return true;
+            }, ct);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException or IOException)
+        {
+            // The session ended or the sink went away: the bulk lane reports the outcome.
+        }
+        catch (ProtocolViolationException ex)
+        {
+            SourceLog.SessionFailed(_logger, SessionId, ex.Message);
+            await demand.FailAsync(ex.Code, ex.Message);
+        }
+    }
+}

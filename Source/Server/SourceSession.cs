@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Logging;
+using StreamClone.Shared.Transport;
+using StreamClone.Source.Inputs;
+
+namespace StreamClone.Source.Server;
+
+/// <summary>
+/// One sink's transfer of the snapshot: a bulk lane (offer → inventory → batches → completion) and
+/// a demand lane (requests answered ahead of the bulk stream). Lifecycle lives here; the lanes'
+/// loops are in SourceSession.Bulk.cs and SourceSession.Demand.cs.
+/// </summary>
+public sealed partial class SourceSession
+{
+    private readonly ISnapshotInput _input;
+    private readonly SourceOptions _options;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop;
+    private FrameConnection? _demandLane;
+
+    internal SourceSession(string sessionId, ISnapshotInput input, SourceOptions options, ILogger logger, CancellationToken serverToken)
+    {
+        SessionId = sessionId;
+        _input = input;
+        _options = options;
+        _logger = logger;
+        _stop = CancellationTokenSource.CreateLinkedTokenSource(serverToken);
+        Stats = new SourceSessionStats { SessionId = sessionId, TotalBytes = input.Offer.Objects.Sum(o => o.Size) };
+    }
+
+    public string SessionId { get; }
+
+    public SourceSessionStats Stats { get; }
+
+    /// <summary>Stops both lanes (first cause is recorded by each connection). Never throws.</summary>
+    internal void Stop(string reason)
+    {
+        _demandLane?.Abort(reason);
+        try
+        {
+            _stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+}

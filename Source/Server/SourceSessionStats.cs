@@ -1,0 +1,33 @@
+namespace StreamClone.Source.Server;
+
+/// <summary>Counters of one session, written by its loops and read by progress displays (Interlocked).</summary>
+public sealed class SourceSessionStats
+{
+    private long _inputBytes, _chunks, _zeroChunks, _knownChunks, _payloadBytes, _demandRequests;
+
+    public required string SessionId { get; init; }
+    public required long TotalBytes { get; init; }
+    public DateTime StartedUtc { get; } = DateTime.UtcNow;
+    public double Seconds { get; set; }
+    public long WireBytes { get; set; }
+    public bool Completed { get; set; }
+    public string? Error { get; set; }
+
+    public long InputBytes => Interlocked.Read(ref _inputBytes);
+    public long Chunks => Interlocked.Read(ref _chunks);
+    public long ZeroChunks => Interlocked.Read(ref _zeroChunks);
+    public long KnownChunks => Interlocked.Read(ref _knownChunks);
+    public long PayloadBytes => Interlocked.Read(ref _payloadBytes);
+    public long DemandRequests => Interlocked.Read(ref _demandRequests);
+
+    internal void AddBatch(long inputBytes, int chunks, int zero, int known, int payload)
+    {
+        Interlocked.Add(ref _inputBytes, inputBytes);
+        Interlocked.Add(ref _chunks, chunks);
+        Interlocked.Add(ref _zeroChunks, zero);
+        Interlocked.Add(ref _knownChunks, known);
+        Interlocked.Add(ref _payloadBytes, payload);
+    }
+
+    internal void AddDemand() => Interlocked.Increment(ref _demandRequests);
+}
