@@ -1,4 +1,10 @@
 using System.CommandLine;
+using System.Text.Json;
+using StreamClone.Shared;
+using StreamClone.Shared.Diagnostics;
+using StreamClone.Sink;
+using StreamClone.Sink.Session;
+using StreamClone.Sink.Store;
 
 namespace StreamClone.Host.Commands;
 
@@ -6,8 +12,95 @@ internal static class SinkCommand
 {
     public static Command Create()
     {
-        var command = new Command("sink", "TODO");
-        command.SetAction(_ => 0);
+        var connect = new Option<string>("--connect") { Description = "Source or relay to pull the snapshot from (HOST:PORT).", Required = true };
+        var store = new Option<string>("--store") { Description = "Store directory (content-addressed across snapshots; resumes after a crash).", Required = true };
+        var probeReads = new Option<int>("--probe-reads") { Description = "Issue this many random demand reads while the bulk stream runs and report their latency.", DefaultValueFactory = _ => 0 };
+        var probeSpacing = new Option<double>("--probe-spacing-ms") { Description = "Pause between probe reads.", DefaultValueFactory = _ => 2.0 };
+        var parallelism = CommonOptions.Parallelism();
+        var json = CommonOptions.Json();
+        var logLevel = CommonOptions.LogLevel();
+        var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
+        {
+            connect, store, probeReads, probeSpacing, parallelism, json, logLevel,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
+            var logger = logging.CreateLogger("sink");
+            var asJson = result.GetValue(json);
+            using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger);
+            var options = new SinkOptions { Parallelism = result.GetValue(parallelism) };
+            await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, TransportOptions.Default, logger, ct);
+            var probe = new DemandProbe();
+            using var probeStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var probing = result.GetValue(probeReads) is > 0 and var n
+                ? probe.RunAsync(session, n, TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42, probeStop.Token)
+                : Task.CompletedTask;
+            var run = session.RunAsync();
+            if (HostServices.Interactive(asJson))
+            {
+                await ProgressView.ShowSinkAsync(session, run);
+            }
+            var manifest = await run;
+            await probeStop.CancelAsync();
+            try
+            {
+                await probing;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            var total = manifest.Objects.Sum(o => o.Size);
+            var summary = new SinkSummary(
+                SnapshotId: manifest.SnapshotId,
+                Objects: [.. manifest.Objects.Select(o => new SinkObjectSummary(o.Name, o.Kind.ToString(), o.Size, session.Snapshot.GetObjectPath(o.Id)))],
+                Bytes: total,
+                WireBytes: session.WireBytes,
+                PayloadBytes: session.Stats.PayloadBytes,
+                Seconds: Math.Round(session.Seconds, 3),
+                Mbps: Math.Round(total / 1e6 / Math.Max(session.Seconds, 1e-9), 1),
+                DataChunks: session.Stats.DataChunks,
+                ZeroChunks: session.Stats.ZeroChunks,
+                KnownChunks: session.Stats.KnownChunks,
+                DemandReads: probe.DemandLatenciesMs.Count,
+                DemandHits: probe.Hits,
+                DemandP50Ms: Round(DemandProbe.Percentile(probe.DemandLatenciesMs, 50)),
+                DemandP99Ms: Round(DemandProbe.Percentile(probe.DemandLatenciesMs, 99)),
+                DemandMaxMs: Round(probe.DemandLatenciesMs.DefaultIfEmpty(double.NaN).Max()),
+                PeakRssMb: ProcessStats.PeakRssMiB());
+            if (asJson)
+            {
+                Console.WriteLine(JsonSerializer.Serialize(summary, HostServices.Json));
+            }
+            else
+            {
+                SummaryView.SinkTable(summary);
+            }
+            return 0;
+        });
         return command;
     }
+
+    private static double? Round(double value) => double.IsNaN(value) ? null : Math.Round(value, 3);
 }
+
+internal sealed record SinkObjectSummary(string Name, string Kind, long Size, string Path);
+
+internal sealed record SinkSummary(
+    string SnapshotId,
+    IReadOnlyList<SinkObjectSummary> Objects,
+    long Bytes,
+    long WireBytes,
+    long PayloadBytes,
+    double Seconds,
+    double Mbps,
+    long DataChunks,
+    long ZeroChunks,
+    long KnownChunks,
+    int DemandReads,
+    int DemandHits,
+    double? DemandP50Ms,
+    double? DemandP99Ms,
+    double? DemandMaxMs,
+    double PeakRssMb);

@@ -1,4 +1,11 @@
 using System.CommandLine;
+using System.Text.Json;
+using StreamClone.Shared;
+using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Model;
+using StreamClone.Source;
+using StreamClone.Source.Inputs;
+using StreamClone.Source.Server;
 
 namespace StreamClone.Host.Commands;
 
@@ -6,8 +13,120 @@ internal static class SourceCommand
 {
     public static Command Create()
     {
-        var command = new Command("source", "TODO");
-        command.SetAction(_ => 0);
+        var images = new Option<string[]>("--image")
+        {
+            Description = "Image file to offer; repeat for several objects. Suffix :memory, :disk or :device sets the kind (default memory).",
+            Required = true,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var listen = new Option<string>("--listen") { Description = "Address to listen on.", DefaultValueFactory = _ => "127.0.0.1:7070" };
+        var portFile = new Option<string?>("--port-file") { Description = "Write the bound port here once listening (for --listen HOST:0)." };
+        var chunkSize = new Option<int>("--chunk-size") { Description = "Bytes per chunk (multiple of 4096): the unit of hashing, dedup and demand.", DefaultValueFactory = _ => 4096 };
+        var batchChunks = new Option<int>("--batch-chunks") { Description = "Chunks per batch: the unit of compression and framing.", DefaultValueFactory = _ => 64 };
+        var level = new Option<int>("--level") { Description = "zstd level (0 = no compression).", DefaultValueFactory = _ => 1 };
+        var sessions = new Option<int>("--sessions") { Description = "Exit after this many sink sessions ended (0 = serve until Ctrl+C).", DefaultValueFactory = _ => 0 };
+        var snapshotId = new Option<string?>("--snapshot-id") { Description = "Snapshot id (default: new). A sink resumes a snapshot with the same id." };
+        var notSentLowat = new Option<int>("--notsent-lowat") { Description = "TCP_NOTSENT_LOWAT of the bulk lane in bytes (0 = kernel default).", DefaultValueFactory = _ => TransportOptions.Default.BulkNotSentLowWatermark };
+        var parallelism = CommonOptions.Parallelism();
+        var json = CommonOptions.Json();
+        var logLevel = CommonOptions.LogLevel();
+
+        var command = new Command("source", "Offer image files as a snapshot to sinks and relays: chunk, hash, drop zeros, dedup, compress, stream; answer demand requests first.")
+        {
+            images, listen, portFile, chunkSize, batchChunks, level, sessions, snapshotId, notSentLowat, parallelism, json, logLevel,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
+            var logger = logging.CreateLogger("source");
+            var options = new SourceOptions
+            {
+                ChunkSize = result.GetValue(chunkSize),
+                BatchChunks = result.GetValue(batchChunks),
+                CompressionLevel = result.GetValue(level),
+                Parallelism = result.GetValue(parallelism),
+            };
+            var transport = TransportOptions.Default with { BulkNotSentLowWatermark = result.GetValue(notSentLowat) };
+            var files = result.GetValue(images)!.Select(ParseImage).ToList();
+            await using var input = ImageFileInput.Open(files, options.ChunkSize, result.GetValue(snapshotId) ?? Guid.NewGuid().ToString("N"));
+            await using var server = new SourceServer(input, options, transport, logger);
+            var bound = server.Listen(HostServices.ParseEndPoint(result.GetValue(listen)!));
+            if (result.GetValue(portFile) is { } path)
+            {
+                await File.WriteAllTextAsync(path + ".tmp", bound.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), ct);
+                File.Move(path + ".tmp", path, overwrite: true);
+            }
+
+            var wanted = result.GetValue(sessions);
+            var ended = new List<SourceSessionStats>();
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            server.SessionEnded += stats =>
+            {
+                lock (ended)
+                {
+                    ended.Add(stats);
+                    if (wanted > 0 && ended.Count >= wanted)
+                    {
+                        stop.Cancel();
+                    }
+                }
+            };
+            var asJson = result.GetValue(json);
+            if (!asJson)
+            {
+                Console.WriteLine($"Offering snapshot {input.Offer.SnapshotId} on {bound} ({input.Offer.Objects.Count} objects). Ctrl+C stops.");
+            }
+            var run = server.RunAsync(stop.Token);
+            if (HostServices.Interactive(asJson))
+            {
+                await ProgressView.ShowSourceAsync(server, input.Offer.Objects.Sum(o => o.Size), run);
+            }
+            await run;
+
+            var summaries = ended.Select(s => new
+            {
+                session = s.SessionId,
+                completed = s.Completed,
+                error = s.Error,
+                bytes = s.InputBytes,
+                wire_bytes = s.WireBytes,
+                seconds = Math.Round(s.Seconds, 3),
+                mbps = Math.Round(s.InputBytes / 1e6 / Math.Max(s.Seconds, 1e-9), 1),
+                zero_chunks = s.ZeroChunks,
+                known_chunks = s.KnownChunks,
+                chunks = s.Chunks,
+                demand_requests = s.DemandRequests,
+            }).ToList();
+            if (asJson)
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new { snapshot = input.Offer.SnapshotId, sessions = summaries, peak_rss_mb = ProcessStats.PeakRssMiB() }, HostServices.Json));
+            }
+            else
+            {
+                SummaryView.SourceTable(ended);
+            }
+            return ended.All(s => s.Completed) ? 0 : 1;
+        });
         return command;
+    }
+
+    private static (string, ObjectKind) ParseImage(string spec)
+    {
+        var colon = spec.LastIndexOf(':');
+        if (colon > 0)
+        {
+            var kind = spec[(colon + 1)..].ToLowerInvariant() switch
+            {
+                "memory" => ObjectKind.Memory,
+                "disk" => ObjectKind.Disk,
+                "device" => ObjectKind.DeviceState,
+                _ => (ObjectKind)0,
+            };
+            if (kind != 0)
+            {
+                return (spec[..colon], kind);
+            }
+        }
+        return (spec, ObjectKind.Memory);
     }
 }

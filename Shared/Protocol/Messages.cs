@@ -107,6 +107,8 @@ public sealed class DemandRequestMessage
     [Key(1)] public int ObjectId { get; set; }
     [Key(2)] public long FirstIndex { get; set; }
     [Key(3)] public int Count { get; set; }
+    /// <summary>Send every non-zero chunk as data, even ones the sink's inventory listed (the sink found its copy damaged).</summary>
+    [Key(4)] public bool ForceData { get; set; }
 }
 
 [MessagePackObject]

@@ -47,7 +47,7 @@ public sealed partial class SourceSession
                 BatchEncoder.Classify(batch);
                 for (var i = 0; i < batch.Count; i++)
                 {
-                    if (batch.Kinds[i] == ChunkEntryKind.Data && _sinkInventory.Contains(batch.Hashes[i]))
+                    if (!request.ForceData && batch.Kinds[i] == ChunkEntryKind.Data && _sinkInventory.Contains(batch.Hashes[i]))
                     {
                         batch.Kinds[i] = ChunkEntryKind.Known;
                     }

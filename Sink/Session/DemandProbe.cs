@@ -1,0 +1,54 @@
+using System.Diagnostics;
+
+namespace StreamClone.Sink.Session;
+
+/// <summary>
+/// Measures demand latency the way a starting clone sees it: random 4 KiB reads of chunks the bulk
+/// stream has not reached yet, issued while it runs at full speed. Reads that find their chunk
+/// already present are counted apart (they cost no round trip).
+/// </summary>
+public sealed class DemandProbe
+{
+    private readonly List<double> _demandMs = [];
+
+    public int Hits { get; private set; }
+
+    public IReadOnlyList<double> DemandLatenciesMs => _demandMs;
+
+    public async Task RunAsync(SinkSession session, int reads, TimeSpan spacing, int seed, CancellationToken ct)
+    {
+        var random = new Random(seed);
+        var objects = session.Snapshot.Objects.Where(o => o.Size > 0).ToList();
+        var buffer = new byte[4096];
+        for (var attempts = 0; _demandMs.Count < reads && attempts < reads * 20 && !ct.IsCancellationRequested; attempts++)
+        {
+            var obj = objects[random.Next(objects.Count)];
+            var chunks = (obj.Size + obj.ChunkSize - 1) / obj.ChunkSize;
+            var index = random.NextInt64(chunks);
+            if (session.Snapshot.IsPresent(obj.Id, index))
+            {
+                Hits++;
+                continue;
+            }
+            var clock = Stopwatch.StartNew();
+            await session.ReadAsync(obj.Id, index * obj.ChunkSize, buffer.AsMemory(0, (int)Math.Min(buffer.Length, obj.Size - (index * obj.ChunkSize))), ct);
+            _demandMs.Add(clock.Elapsed.TotalMilliseconds);
+            if (session.Snapshot.PresentChunks == session.Snapshot.TotalChunks)
+            {
+                break;
+            }
+            await Task.Delay(spacing, ct);
+        }
+    }
+
+    public static double Percentile(IReadOnlyList<double> values, double p)
+    {
+        if (values.Count == 0)
+        {
+            return double.NaN;
+        }
+        var sorted = values.Order().ToArray();
+        var rank = (int)Math.Ceiling(p / 100.0 * sorted.Length) - 1;
+        return sorted[Math.Clamp(rank, 0, sorted.Length - 1)];
+    }
+}

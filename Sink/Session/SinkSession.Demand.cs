@@ -1,0 +1,186 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using StreamClone.Shared;
+using StreamClone.Shared.Protocol;
+using StreamClone.Shared.Transport;
+
+namespace StreamClone.Sink.Session;
+
+public sealed partial class SinkSession
+{
+    /// <summary>Readers waiting for a chunk, by (object, index). One request per chunk however many readers wait.</summary>
+    private readonly ConcurrentDictionary<(int ObjectId, long Index), TaskCompletionSource> _waiting = new();
+    private readonly ConcurrentDictionary<(int ObjectId, long Index), TaskCompletionSource> _refetching = new();
+    private FrameConnection? _demand;
+    private Task? _demandLoop;
+    private long _nextRequestId;
+
+    private void AttachDemandLane(FrameConnection demand)
+    {
+        _demand = demand;
+        _demandLoop = Task.Run(ReceiveDemandAnswersAsync);
+    }
+
+    /// <summary>
+    /// Reads snapshot bytes. Present chunks are read at once; missing ones are requested over the
+    /// demand lane, ahead of the bulk stream, and the read completes when they arrive (by either
+    /// lane). Reads past the object's end are cut short.
+    /// </summary>
+    public async ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct = default)
+    {
+        var objects = Snapshot.Objects;
+        if ((uint)objectId >= (uint)objects.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(objectId), objectId, $"the snapshot has {objects.Count} objects");
+        }
+        var obj = objects[objectId];
+        if (offset < 0 || offset > obj.Size)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{obj.Name} has {obj.Size} bytes");
+        }
+        var length = (int)Math.Min(destination.Length, obj.Size - offset);
+        if (length == 0)
+        {
+            return 0;
+        }
+        var first = offset / obj.ChunkSize;
+        var last = (offset + length - 1) / obj.ChunkSize;
+        List<Task>? waits = null;
+        long runStart = -1;
+        for (var index = first; index <= last + 1; index++)
+        {
+            var created = false;
+            if (index <= last && !Snapshot.IsPresent(objectId, index))
+            {
+                var waiter = _waiting.GetOrAdd((objectId, index), _ =>
+                {
+                    created = true;
+                    return new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                });
+                // The chunk may have landed between the check and the registration.
+                if (Snapshot.IsPresent(objectId, index))
+                {
+                    OnChunkPresent(objectId, index);
+                }
+                (waits ??= []).Add(waiter.Task);
+            }
+            // Coalesce consecutive chunks this call registered into one request.
+            if (created && runStart < 0)
+            {
+                runStart = index;
+            }
+            else if (!created && runStart >= 0)
+            {
+                await RequestAsync(objectId, runStart, (int)(index - runStart), forceData: false, ct);
+                runStart = -1;
+            }
+        }
+        if (waits is not null)
+        {
+            await Task.WhenAll(waits).WaitAsync(ct);
+        }
+        return Snapshot.Read(objectId, offset, destination.Span[..length]);
+    }
+
+    private async Task RequestAsync(int objectId, long firstIndex, int count, bool forceData, CancellationToken ct)
+    {
+        var demand = _demand ?? throw new InvalidOperationException("no demand lane: the session is not connected");
+        await demand.SendAsync(FrameType.DemandRequest, new DemandRequestMessage
+        {
+            RequestId = Interlocked.Increment(ref _nextRequestId),
+            ObjectId = objectId,
+            FirstIndex = firstIndex,
+            Count = count,
+            ForceData = forceData,
+        }, ReadOnlyMemory<byte>.Empty, ct);
+    }
+
+    private void OnChunkPresent(int objectId, long index)
+    {
+        if (_waiting.TryRemove((objectId, index), out var waiter))
+        {
+            waiter.TrySetResult();
+        }
+        if (_refetching.TryRemove((objectId, index), out var refetch))
+        {
+            refetch.TrySetResult();
+        }
+    }
+
+    private void FailPendingReads(Exception reason)
+    {
+        foreach (var key in _waiting.Keys)
+        {
+            if (_waiting.TryRemove(key, out var waiter))
+            {
+                waiter.TrySetException(reason);
+            }
+        }
+        foreach (var key in _refetching.Keys)
+        {
+            if (_refetching.TryRemove(key, out var waiter))
+            {
+                waiter.TrySetException(reason);
+            }
+        }
+    }
+
+    private void RequestRefetch(int objectId, long index)
+    {
+        var created = false;
+        _refetching.GetOrAdd((objectId, index), _ =>
+        {
+            created = true;
+            return new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        });
+        if (created)
+        {
+            // Fire and forget is safe: a send failure ends the demand lane, which fails every waiter.
+            _ = RequestAsync(objectId, index, 1, forceData: true, _stop.Token);
+        }
+    }
+
+    private async Task WaitForRefetchesAsync(CancellationToken ct)
+    {
+        var pending = _refetching.Values.Select(t => t.Task).ToArray();
+        if (pending.Length > 0)
+        {
+            await Task.WhenAll(pending).WaitAsync(ct);
+        }
+    }
+
+    /// <summary>Demand answers: verified and stored inline, so the waiting reader wakes as soon as its chunk is placed.</summary>
+    private async Task ReceiveDemandAnswersAsync()
+    {
+        var demand = _demand!;
+        try
+        {
+            await demand.ReceiveAsync(frame =>
+            {
+                if (frame.Type != FrameType.ChunkBatch)
+                {
+                    ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"demand lane: unexpected {frame.Type}");
+                }
+                var header = frame.DecodeHeader<ChunkBatchMessage>();
+                var payload = frame.Payload.IsEmpty ? [] : ArrayPool<byte>.Shared.Rent((int)frame.Payload.Length);
+                frame.Payload.CopyTo(payload);
+                var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = payload, PayloadLength = (int)frame.Payload.Length }, Snapshot.Objects);
+                Store(verified, demand: true);
+                return ValueTask.FromResult(true);
+            }, _stop.Token);
+        }
+        catch (Exception ex)
+        {
+            if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
+            {
+                SinkLog.SessionFailed(_logger, SessionId, $"demand lane: {ex.Message}");
+                await demand.FailAsync(pv.Code, pv.Message);
+            }
+            else
+            {
+                demand.Abort(ex.Message);
+            }
+            FailPendingReads(new IOException($"demand lane closed: {ex.Message}", ex));
+        }
+    }
+}

@@ -1,0 +1,17 @@
+namespace StreamClone.Sink;
+
+public sealed record SinkOptions
+{
+    /// <summary>Workers verifying (decompress + BLAKE3) batches in parallel; storing stays in order.</summary>
+    public int Parallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>
+    /// Received batches buffered before the receive loop stops reading the socket (≈ 4 × 256 KiB
+    /// raw per worker): enough to keep verification busy, small enough that backpressure reaches
+    /// the source within a few milliseconds of work.
+    /// </summary>
+    public int StageCapacity { get; init; } = 4;
+
+    /// <summary>Peer name sent in Hello (logs on the source).</summary>
+    public string PeerName { get; init; } = Environment.MachineName;
+}
