@@ -1,4 +1,9 @@
 using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Spectre.Console;
+using StreamClone.Host.Bench;
 
 namespace StreamClone.Host.Commands;
 
@@ -6,8 +11,144 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var command = new Command("bench", "TODO");
-        command.SetAction(_ => 0);
+        var command = new Command("bench", "Repeatable benchmarks that print figures (JSON with --json).");
+        command.Subcommands.Add(CreatePipeline());
         return command;
+    }
+
+    private static Command CreatePipeline()
+    {
+        var input = new Option<string>("--input") { Description = "Image to stream (see `image generate`).", Required = true };
+        var second = new Option<string?>("--second") { Description = "A changed copy of the image, sent afterwards as a second snapshot to the same sink store." };
+        var chunkSize = new Option<int>("--chunk-size") { DefaultValueFactory = _ => 4096, Description = "Bytes per chunk." };
+        var batchChunks = new Option<int>("--batch-chunks") { DefaultValueFactory = _ => 64, Description = "Chunks per compressed batch." };
+        var level = new Option<int>("--level") { DefaultValueFactory = _ => 1, Description = "zstd level." };
+        var parallelism = CommonOptions.Parallelism();
+        var probeReads = new Option<int>("--probe-reads") { DefaultValueFactory = _ => 200, Description = "Random demand reads issued while the bulk stream runs." };
+        var notSentLowat = new Option<int>("--notsent-lowat") { DefaultValueFactory = _ => StreamClone.Shared.TransportOptions.Default.BulkNotSentLowWatermark, Description = "TCP_NOTSENT_LOWAT of the bulk lane (0 = kernel default)." };
+        var baseline = new Option<bool>("--baseline") { Description = "Also run the native pipeline (zstd -T2 | socat | zstd -d) on the same input and print both figures." };
+        var sweep = new Option<bool>("--sweep") { Description = "Run a matrix of chunk size × level × parallelism; write CSV and a PNG plot to --out." };
+        var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "bench-results", Description = "Directory for sweep reports." };
+        var workDir = new Option<string?>("--work-dir") { Description = "Where sink stores go (default: a temp dir, deleted afterwards)." };
+        var json = CommonOptions.Json();
+        var command = new Command("pipeline", "Stream an image source → sink as separate processes over loopback; verify the copy; print throughput, ratio, demand latency and peak memory.")
+        {
+            input, second, chunkSize, batchChunks, level, parallelism, probeReads, notSentLowat, baseline, sweep, outDir, workDir, json,
+        };
+        command.SetAction(async (r, ct) =>
+        {
+            var work = r.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-bench-{Guid.NewGuid():N}");
+            try
+            {
+                var settings = new PipelineSettings(r.GetValue(chunkSize), r.GetValue(batchChunks), r.GetValue(level), r.GetValue(parallelism), r.GetValue(probeReads), r.GetValue(notSentLowat));
+                if (r.GetValue(sweep))
+                {
+                    return await SweepAsync(r.GetValue(input)!, work, settings, r.GetValue(outDir)!, ct);
+                }
+                var report = await RunOnceAsync(r.GetValue(input)!, r.GetValue(second), work, settings, r.GetValue(baseline), ct);
+                if (r.GetValue(json))
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(report, HostServices.Json));
+                }
+                else
+                {
+                    var table = new Table().AddColumns("figure", "value");
+                    foreach (var (key, value) in report)
+                    {
+                        table.AddRow(key, Convert.ToString(value, CultureInfo.InvariantCulture) ?? "");
+                    }
+                    AnsiConsole.Write(table);
+                }
+                return report["identical"] is true && (!report.TryGetValue("second_identical", out var s2) || s2 is true) ? 0 : 1;
+            }
+            finally
+            {
+                if (r.GetValue(workDir) is null && Directory.Exists(work))
+                {
+                    Directory.Delete(work, recursive: true);
+                }
+            }
+        });
+        return command;
+    }
+
+    private static async Task<Dictionary<string, object?>> RunOnceAsync(string input, string? second, string work, PipelineSettings settings, bool baseline, CancellationToken ct)
+    {
+        var store = Path.Combine(work, "store");
+        var first = await PipelineBench.TransferAsync(input, store, work, settings, ct);
+        var report = new Dictionary<string, object?>
+        {
+            ["bytes"] = first.Bytes,
+            ["wire_bytes"] = first.WireBytes,
+            ["wire_ratio"] = Math.Round((double)first.WireBytes / Math.Max(1, first.Bytes), 4),
+            ["seconds"] = first.Seconds,
+            ["mbps"] = first.Mbps,
+            ["identical"] = first.Identical,
+            ["demand_reads"] = first.DemandReads,
+            ["demand_p50_ms"] = first.DemandP50Ms,
+            ["demand_p99_ms"] = first.DemandP99Ms,
+            ["source_peak_rss_mb"] = first.SourcePeakRssMb,
+            ["sink_peak_rss_mb"] = first.SinkPeakRssMb,
+            ["chunk_size"] = settings.ChunkSize,
+            ["batch_chunks"] = settings.BatchChunks,
+            ["level"] = settings.Level,
+            ["parallelism"] = settings.Parallelism,
+        };
+        if (second is not null)
+        {
+            var next = await PipelineBench.TransferAsync(second, store, work, settings with { ProbeReads = 0 }, ct);
+            report["second_wire_bytes"] = next.WireBytes;
+            report["second_wire_vs_first"] = Math.Round((double)next.WireBytes / Math.Max(1, first.WireBytes), 4);
+            report["second_seconds"] = next.Seconds;
+            report["second_identical"] = next.Identical;
+        }
+        if (baseline)
+        {
+            var native = await NativeBaseline.RunAsync(input, settings.Level, ct);
+            report["native_seconds"] = native.Seconds;
+            report["native_mbps"] = native.Mbps;
+            report["native_wire_bytes"] = native.WireBytes;
+            report["native_identical"] = native.Identical;
+            report["speed_vs_native"] = Math.Round(first.Mbps / Math.Max(native.Mbps, 1e-9), 3);
+        }
+        return report;
+    }
+
+    private static async Task<int> SweepAsync(string input, string work, PipelineSettings baseSettings, string outDir, CancellationToken ct)
+    {
+        Directory.CreateDirectory(outDir);
+        var rows = new List<(string Label, PipelineSettings Settings, TransferResult Result)>();
+        int[] chunkSizes = [4096, 16384, 65536];
+        int[] levels = [1, 3];
+        int[] parallelisms = [1, 2];
+        foreach (var chunk in chunkSizes)
+        {
+            foreach (var level in levels)
+            {
+                foreach (var par in parallelisms)
+                {
+                    // Batches stay near 256 KiB whatever the chunk size, so only identity granularity changes.
+                    var settings = baseSettings with { ChunkSize = chunk, Level = level, Parallelism = par, BatchChunks = Math.Max(1, (256 << 10) / chunk), ProbeReads = 0 };
+                    var store = Path.Combine(work, $"store-{chunk}-{level}-{par}");
+                    var result = await PipelineBench.TransferAsync(input, store, work, settings, ct);
+                    Directory.Delete(store, recursive: true);
+                    var label = $"{chunk / 1024}K L{level} P{par}";
+                    rows.Add((label, settings, result));
+                    AnsiConsole.MarkupLine($"{label}: {result.Mbps:F0} MB/s, wire {100.0 * result.WireBytes / result.Bytes:F1}%, identical {result.Identical}");
+                }
+            }
+        }
+        var csv = new StringBuilder("chunk_size,batch_chunks,level,parallelism,mbps,wire_ratio,seconds,identical,source_peak_rss_mb,sink_peak_rss_mb\n");
+        foreach (var (_, s, r) in rows)
+        {
+            csv.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"{s.ChunkSize},{s.BatchChunks},{s.Level},{s.Parallelism},{r.Mbps},{(double)r.WireBytes / r.Bytes:F4},{r.Seconds},{r.Identical},{r.SourcePeakRssMb},{r.SinkPeakRssMb}"));
+        }
+        var csvPath = Path.Combine(outDir, "pipeline-sweep.csv");
+        await File.WriteAllTextAsync(csvPath, csv.ToString(), ct);
+        var pngPath = Path.Combine(outDir, "pipeline-sweep.png");
+        SweepPlot.Write(pngPath, [.. rows.Select(r => (r.Label, r.Result.Mbps, 100.0 * r.Result.WireBytes / r.Result.Bytes))]);
+        Console.WriteLine($"wrote {csvPath} and {pngPath}");
+        return rows.All(r => r.Result.Identical) ? 0 : 1;
     }
 }
