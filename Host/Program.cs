@@ -9,4 +9,16 @@ root.Subcommands.Add(SinkCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
-return await root.Parse(args).InvokeAsync();
+
+// Expected failures (a bad peer, a full disk, a missing file) end the command with one clear line
+// and exit code 1; the details are already in the log. Anything else keeps its stack trace.
+try
+{
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception ex) when (ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
+    or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException)
+{
+    Console.Error.WriteLine($"streamclone: {ex.Message}");
+    return 1;
+}

@@ -36,7 +36,17 @@ public sealed partial class FrameConnection
             }
             finally
             {
-                input.AdvanceTo(buffer.Start, buffer.End);
+                // Stopping early (a handshake step read its one frame) must not mark the rest as
+                // examined: the next frame may already be in the buffer, and ReadAsync would then
+                // wait for new bytes that never come.
+                if (keepGoing)
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                }
+                else
+                {
+                    input.AdvanceTo(buffer.Start);
+                }
             }
             if (!keepGoing)
             {

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace StreamClone.Tests.Integration.Infrastructure;
+
+/// <summary>The real CLI (streamclone.dll, copied beside the tests by the project reference) as a child process.</summary>
+public sealed class StreamCloneProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stdout = new();
+    private readonly StringBuilder _stderr = new();
+
+    private StreamCloneProcess(Process process) => _process = process;
+
+    public static StreamCloneProcess Start(params string[] args)
+    {
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "streamclone.dll"));
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+        var process = new Process { StartInfo = info };
+        var child = new StreamCloneProcess(process);
+        process.OutputDataReceived += (_, e) => { lock (child._stdout) { child._stdout.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (child._stderr) { child._stderr.AppendLine(e.Data); } };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return child;
+    }
+
+    public string Stdout { get { lock (_stdout) { return _stdout.ToString(); } } }
+
+    public string Stderr { get { lock (_stderr) { return _stderr.ToString(); } } }
+
+    public string LastLine => Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
+
+    public bool HasExited => _process.HasExited;
+
+    public async Task<int> WaitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+            throw new TimeoutException($"streamclone did not exit within {timeout}. stderr:\n{Stderr}");
+        }
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    /// <summary>SIGKILL: no cleanup of any kind runs in the child.</summary>
+    public void Kill()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                _process.WaitForExit();
+            }
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Kill();
+        _process.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Starts `source` on an ephemeral port and returns once it listens.</summary>
+    public static async Task<(StreamCloneProcess Process, int Port)> StartSourceAsync(string workDir, params string[] args)
+    {
+        var portFile = Path.Combine(workDir, $"port-{Guid.NewGuid():N}");
+        var process = Start(["source", "--listen", "127.0.0.1:0", "--port-file", portFile, "--json", .. args]);
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            if (File.Exists(portFile))
+            {
+                return (process, int.Parse(await File.ReadAllTextAsync(portFile)));
+            }
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"source exited early:\n{process.Stderr}");
+            }
+            await Task.Delay(20);
+        }
+        await process.DisposeAsync();
+        throw new TimeoutException("source did not listen within 60 s");
+    }
+}
