@@ -1,6 +1,6 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Threading.Tasks.Dataflow;
-using System.Buffers;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;

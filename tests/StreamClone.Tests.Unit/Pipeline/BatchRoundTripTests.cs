@@ -19,8 +19,14 @@ public class BatchRoundTripTests
         image.AsSpan((int)offset, length).CopyTo(raw);
         return new WorkBatch
         {
-            ObjectId = 0, FirstIndex = first, Count = count, ChunkSize = Obj.ChunkSize, Raw = raw, RawLength = length,
-            Kinds = new ChunkEntryKind[count], Hashes = new ChunkHash[count],
+            ObjectId = 0,
+            FirstIndex = first,
+            Count = count,
+            ChunkSize = Obj.ChunkSize,
+            Raw = raw,
+            RawLength = length,
+            Kinds = new ChunkEntryKind[count],
+            Hashes = new ChunkHash[count],
         };
     }
 
@@ -118,8 +124,11 @@ public class BatchRoundTripTests
     {
         var header = new ChunkBatchMessage
         {
-            ObjectId = objectId, FirstIndex = first, Kinds = Enumerable.Repeat((byte)ChunkEntryKind.Data, count).ToArray(),
-            Hashes = new byte[hashBytes], RawLength = rawLength,
+            ObjectId = objectId,
+            FirstIndex = first,
+            Kinds = Enumerable.Repeat((byte)ChunkEntryKind.Data, count).ToArray(),
+            Hashes = new byte[hashBytes],
+            RawLength = rawLength,
         };
         var error = Record.Exception(() => BatchLayout.Validate(header, [Obj]));
         if (expected == ProtocolError.None)
