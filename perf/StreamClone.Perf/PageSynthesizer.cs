@@ -90,9 +90,17 @@ internal sealed partial class PageSynthesizer
     {
         Span<byte> schema = stackalloc byte[8];
         var fields = 2 + _rng.Next(7); // records of 16..64 bytes
+        var padding = 0;
         for (var f = 0; f < fields; f++)
         {
             schema[f] = (byte)_rng.Next(6);
+            padding += schema[f] == 4 ? 1 : 0;
+        }
+        if (padding == fields)
+        {
+            // An all-padding schema would make a zero page under the wrong kind (and break the
+            // generator's zero and duplicate counts); the first field becomes a pointer.
+            schema[0] = 0;
         }
         // User-space heap (0x0000_55xx_...) and mmap (0x0000_7fxx_...) regions, 4 KiB aligned.
         var heapBase = 0x0000_5500_0000_0000UL | ((_rng.NextUInt64() & 0xFF_FFFF_F000UL));
