@@ -9,6 +9,7 @@ root.Subcommands.Add(SinkCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(ImageCommand.Create());
 
 // Expected failures (a bad peer, a full disk, a missing file) end the command with one clear line
 // and exit code 1; the details are already in the log. Anything else keeps its stack trace.

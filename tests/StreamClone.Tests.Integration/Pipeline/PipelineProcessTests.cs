@@ -22,7 +22,7 @@ public class PipelineProcessTests
     public async Task The_sink_copy_is_identical_to_the_source_image()
     {
         using var dir = new TempDir();
-        var image = TestImages.Create(dir, "mem.img", 24 << 20, seed: 1);
+        var image = await TestImages.MemoryAsync(dir, "mem.img", 24 << 20, seed: 1);
         var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "1");
         await using var _ = source;
 
@@ -39,7 +39,7 @@ public class PipelineProcessTests
     public async Task A_corrupt_frame_is_rejected_and_the_resumed_copy_is_still_identical()
     {
         using var dir = new TempDir();
-        var image = TestImages.Create(dir, "mem.img", 16 << 20, seed: 2);
+        var image = await TestImages.MemoryAsync(dir, "mem.img", 16 << 20, seed: 2);
         var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "2", "--log-level", "Debug");
         await using var _ = source;
         await using var proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, port)) { FlipDownstreamByteAt = 3 << 20 };
@@ -69,7 +69,7 @@ public class PipelineProcessTests
     public async Task A_sink_killed_mid_transfer_resumes_to_an_identical_copy_and_receives_only_the_rest()
     {
         using var dir = new TempDir();
-        var image = TestImages.Create(dir, "mem.img", 32 << 20, seed: 3);
+        var image = await TestImages.MemoryAsync(dir, "mem.img", 32 << 20, seed: 3);
         var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "3");
         await using var _ = source;
         var store = dir.File("store");

@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+
+namespace StreamClone.Perf;
+
+/// <summary>
+/// The comparison StreamClone has to beat: native zstd piped through socat over loopback.
+/// <code>
+/// receiver: socat -u TCP-LISTEN:PORT,reuseaddr,bind=127.0.0.1 STDOUT | dd bs=1M 2&gt;COUNT | zstd -d -c &gt; OUT
+/// sender:   zstd -LEVEL -T2 -c INPUT | socat -u STDIN TCP:127.0.0.1:PORT
+/// </code>
+/// dd only counts the bytes that crossed the socket (its summary line); it copies the compressed
+/// stream, about a third of the image, which costs far less than zstd on either side. Wall time
+/// runs from starting the sender until the receiver has written the last byte of OUT.
+/// </summary>
+public static partial class NativeZstdBaseline
+{
+    private static readonly TimeSpan ListenTimeout = TimeSpan.FromSeconds(10);
+
+    /// <param name="input">The image to send.</param>
+    /// <param name="level">zstd level, as for StreamClone's batches (1..22).</param>
+    /// <param name="threads">zstd -T: 2 matches the machine this is measured on.</param>
+    /// <param name="workDirectory">Where the received copy goes (needs the image's size free); default the temp directory.</param>
+    /// <param name="ct">Kills the pipeline.</param>
+    public static async Task<NativeBaselineResult> RunAsync(string input, int level = 1, int threads = 2,
+        string? workDirectory = null, CancellationToken ct = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(level, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(level, 22);
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        if (!File.Exists(input))
+        {
+            throw new FileNotFoundException("baseline input not found", input);
+        }
+        ToolInstaller.EnsureAptPackages("zstd", "socat");
+
+        var dir = Directory.CreateDirectory(Path.Combine(workDirectory ?? Path.GetTempPath(), $"streamclone-native-{Guid.NewGuid():N}"));
+        var output = Path.Combine(dir.FullName, "out.img");
+        var count = Path.Combine(dir.FullName, "count.txt");
+        Process? receiver = null, sender = null;
+        try
+        {
+            var port = FreeLoopbackPort();
+            receiver = StartShell(
+                $"socat -u TCP-LISTEN:{port},reuseaddr,bind=127.0.0.1 STDOUT | dd bs=1M 2>{Quote(count)} | zstd -d -q -c > {Quote(output)}");
+            var receiverErrors = receiver.StandardError.ReadToEndAsync(ct);
+            await WaitUntilListeningAsync(port, receiver, receiverErrors, ct);
+
+            var stopwatch = Stopwatch.StartNew();
+            var ultra = level > 19 ? "--ultra " : "";
+            sender = StartShell($"zstd {ultra}-{level} -T{threads} -q -c {Quote(input)} | socat -u STDIN TCP:127.0.0.1:{port}");
+            var senderErrors = sender.StandardError.ReadToEndAsync(ct);
+            await sender.WaitForExitAsync(ct);
+            await receiver.WaitForExitAsync(ct);
+            var seconds = stopwatch.Elapsed.TotalSeconds;
+            if (sender.ExitCode != 0 || receiver.ExitCode != 0)
+            {
+                throw new InvalidOperationException(
+                    $"native pipeline failed: sender exit {sender.ExitCode} ({(await senderErrors).Trim()}), " +
+                    $"receiver exit {receiver.ExitCode} ({(await receiverErrors).Trim()})");
+            }
+
+            var inputBytes = new FileInfo(input).Length;
+            var wireBytes = ParseDdBytes(await File.ReadAllTextAsync(count, ct));
+            var identical = await FileCompare.SameContentAsync(input, output, ct);
+            return new NativeBaselineResult(seconds, inputBytes * 8 / 1e6 / seconds, wireBytes, identical, level) { InputBytes = inputBytes };
+        }
+        finally
+        {
+            Stop(sender);
+            Stop(receiver);
+            try
+            {
+                dir.Delete(recursive: true);
+            }
+            catch (IOException)
+            {
+                // Left in the temp directory; the run's result does not depend on it.
+            }
+        }
+    }
+
+    private static Process StartShell(string script)
+    {
+        // bash for pipefail: a failing zstd in the middle of a pipe must fail the run.
+        var info = new ProcessStartInfo("bash", ["-o", "pipefail", "-c", script])
+        {
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        // dd's summary line is parsed; keep it in the C locale.
+        info.Environment["LC_ALL"] = "C";
+        return Process.Start(info) ?? throw new InvalidOperationException("could not start bash");
+    }
+
+    private static void Stop(Process? process)
+    {
+        if (process is null)
+        {
+            return;
+        }
+        try
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit(5000);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // Exited between the check and the kill.
+        }
+        process.Dispose();
+    }
+
+    /// <summary>
+    /// socat listens once and exits after its first connection, so a probe connect would use it
+    /// up; instead look for the socket in LISTEN state (st 0A) in /proc/net/tcp.
+    /// </summary>
+    private static async Task WaitUntilListeningAsync(int port, Process receiver, Task<string> receiverErrors, CancellationToken ct)
+    {
+        var local = $"0100007F:{port:X4}";
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < ListenTimeout)
+        {
+            if (receiver.HasExited)
+            {
+                throw new InvalidOperationException($"socat receiver exited with {receiver.ExitCode} before listening on port {port}: {(await receiverErrors).Trim()}");
+            }
+            foreach (var line in await File.ReadAllLinesAsync("/proc/net/tcp", ct))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length > 3 && fields[1] == local && fields[3] == "0A")
+                {
+                    return;
+                }
+            }
+            await Task.Delay(10, ct);
+        }
+        throw new TimeoutException($"socat did not listen on 127.0.0.1:{port} within {ListenTimeout.TotalSeconds} s");
+    }
+
+    private static int FreeLoopbackPort()
+    {
+        // Ask the kernel for a free ephemeral port; socat binds it a moment later (reuseaddr).
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        return port;
+    }
+
+    private static long ParseDdBytes(string ddSummary)
+    {
+        // "123456 bytes (123 kB, 121 KiB) copied, 0.01 s, 12 MB/s"
+        var match = DdBytes().Match(ddSummary);
+        return match.Success
+            ? long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture)
+            : throw new InvalidOperationException($"could not read the byte count from dd: {ddSummary.Trim()}");
+    }
+
+    private static string Quote(string path) => "'" + path.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    [GeneratedRegex(@"^(\d+) bytes", RegexOptions.Multiline)]
+    private static partial Regex DdBytes();
+}

@@ -1,1 +1,0 @@
-namespace StreamClone.Perf; internal static class Placeholder { }
