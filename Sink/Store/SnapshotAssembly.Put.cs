@@ -1,0 +1,218 @@
+using System.Buffers;
+using StreamClone.Shared;
+using StreamClone.Shared.Model;
+using StreamClone.Shared.Protocol;
+
+namespace StreamClone.Sink.Store;
+
+public sealed partial class SnapshotAssembly
+{
+    /// <summary>Raised after each new placement (objectId, index): readable now, durable after the next flush.</summary>
+    public event Action<int, long>? ChunkPresent;
+
+    /// <summary>
+    /// Places verified bytes. <paramref name="data"/> must be exactly the chunk's length (the last chunk
+    /// of an object may be short). A place is written once: a repeat with the same content is ignored,
+    /// a repeat with different content is <see cref="ProtocolError.BadChunkPlacement"/>.
+    /// </summary>
+    public void PutData(int objectId, long index, ChunkHash hash, ReadOnlySpan<byte> data)
+    {
+        ThrowIfClosed();
+        var obj = GetObject(objectId);
+        obj.CheckIndex(index);
+        if (hash.IsZeroMark)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
+                $"object {objectId} chunk {index}: a data chunk cannot carry the zero mark as its hash");
+        }
+        var length = obj.ChunkLength(index);
+        if (data.Length != length)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
+                $"object {objectId} chunk {index} is {length} bytes; {data.Length} were given");
+        }
+        if (!Claim(obj, index, hash))
+        {
+            return;
+        }
+        WriteClaimed(obj, index, data);
+        Commit(obj, index, hash);
+    }
+
+    /// <summary>Marks a zero chunk: nothing is written (the sparse file reads zeros there).</summary>
+    public void PutZero(int objectId, long index)
+    {
+        ThrowIfClosed();
+        var obj = GetObject(objectId);
+        obj.CheckIndex(index);
+        if (!Claim(obj, index, ChunkHash.ZeroMark))
+        {
+            return;
+        }
+        Commit(obj, index, ChunkHash.ZeroMark);
+    }
+
+    /// <summary>
+    /// Places a chunk the store already holds (in another snapshot, or elsewhere in this one) by a
+    /// local copy. The copied bytes are re-hashed first, so a damaged file cannot spread: a mismatch
+    /// drops that copy from the index and returns false, as does a hash the store does not hold.
+    /// </summary>
+    public bool TryPutKnown(int objectId, long index, ChunkHash hash)
+    {
+        if (hash.IsZeroMark)
+        {
+            PutZero(objectId, index);
+            return true;
+        }
+        ThrowIfClosed();
+        var obj = GetObject(objectId);
+        obj.CheckIndex(index);
+        if (!_store.TryGetLocation(hash, out var location))
+        {
+            return false;
+        }
+        var length = obj.ChunkLength(index);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var bytes = buffer.AsSpan(0, length);
+            // Read and verify before claiming: a false return must leave the place free for a Data retry.
+            if (!TryReadKnown(location, hash, bytes))
+            {
+                return false;
+            }
+            if (!Claim(obj, index, hash))
+            {
+                return true;
+            }
+            WriteClaimed(obj, index, bytes);
+            Commit(obj, index, hash);
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private bool TryReadKnown(ChunkLocation location, ChunkHash hash, Span<byte> destination)
+    {
+        var source = location.Snapshot == Ordinal ? this : _store.GetSnapshotByOrdinal(location.Snapshot);
+        var sourceObject = source.GetObjectAt(location.ObjectPosition);
+        if (sourceObject.ChunkLength(location.Index) == destination.Length)
+        {
+            var read = StoreIO.ReadFully(sourceObject.Handle, sourceObject.Path, destination, sourceObject.Offset(location.Index));
+            if (read == destination.Length && ChunkHash.Compute(destination) == hash)
+            {
+                return true;
+            }
+            SinkLog.KnownChunkDamaged(_store.Logger, hash.ToShortString(), sourceObject.Path, location.Index);
+            _store.IndexRemove(hash, location);
+        }
+        // A length difference is not damage: equal hashes with different lengths cannot both be right,
+        // so the sender's claim is what is wrong. Either way the caller asks for the bytes instead.
+        return false;
+    }
+
+    /// <summary>
+    /// Takes ownership of a place. False when it is (or becomes) present already with the same
+    /// content: the Put is a no-op. Throws when it holds different content.
+    /// </summary>
+    private bool Claim(StoredObject obj, long index, ChunkHash hash)
+    {
+        var spin = new SpinWait();
+        while (true)
+        {
+            if (obj.Presence.TryClaim(index))
+            {
+                return true;
+            }
+            if (obj.Presence.IsPresent(index))
+            {
+                EnsureSameContent(obj, index, hash);
+                return false;
+            }
+            // Another Put is writing this place right now: wait for it to finish (or fail and release).
+            spin.SpinOnce();
+        }
+    }
+
+    private void EnsureSameContent(StoredObject obj, long index, ChunkHash hash)
+    {
+        var heldZero = obj.Presence.IsZero(index);
+        bool same;
+        if (heldZero || hash.IsZeroMark)
+        {
+            same = heldZero == hash.IsZeroMark;
+        }
+        else if (_store.TryGetLocation(hash, out var location) && location == new ChunkLocation(Ordinal, obj.Position, index))
+        {
+            same = true;
+        }
+        else
+        {
+            // Repeats are rare (a resumed stream re-sending a place), so re-hashing the held bytes is
+            // cheaper than keeping 32 bytes of hash per place in memory.
+            var length = obj.ChunkLength(index);
+            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            try
+            {
+                var bytes = buffer.AsSpan(0, length);
+                StoreIO.ReadFully(obj.Handle, obj.Path, bytes, obj.Offset(index));
+                same = ChunkHash.Compute(bytes) == hash;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+        if (!same)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
+                $"snapshot {SnapshotId} object {obj.Info.Id} chunk {index} already holds other content than {(hash.IsZeroMark ? "a zero chunk" : hash.ToShortString())}");
+        }
+    }
+
+    private void WriteClaimed(StoredObject obj, long index, ReadOnlySpan<byte> data)
+    {
+        try
+        {
+            StoreFaultPoints.Hit(_store.Options, StoreFaultPoints.BeforeDataWrite);
+            StoreIO.Write(obj.Handle, obj.Path, data, obj.Offset(index));
+        }
+        catch (Exception ex)
+        {
+            // Nothing was recorded for this place: release it so a retry (after freeing space) can write it.
+            obj.Presence.Release(index);
+            if (ex is IOException io)
+            {
+                var wrapped = StoreIO.Wrap(io, obj.Path, "writing a chunk into");
+                SinkLog.StoreIoFailed(_store.Logger, obj.Path, "writing a chunk", wrapped);
+                if (!ReferenceEquals(wrapped, io))
+                {
+                    throw wrapped;
+                }
+            }
+            throw;
+        }
+        obj.MarkDirty();
+    }
+
+    /// <summary>
+    /// Makes a written place visible: queue its journal record, then presence, index and event.
+    /// The record is queued before the bit is set so a FlushAsync that starts after IsPresent turns
+    /// true always covers the chunk.
+    /// </summary>
+    private void Commit(StoredObject obj, long index, ChunkHash hash)
+    {
+        var zero = hash.IsZeroMark;
+        Enqueue(new JournalRecord(obj.Info.Id, index, hash), zero ? 0 : obj.ChunkLength(index));
+        obj.Presence.MarkPresent(index, zero);
+        obj.CountPresent(index, zero);
+        if (!zero)
+        {
+            _store.IndexAdd(hash, new ChunkLocation(Ordinal, obj.Position, index));
+        }
+        ChunkPresent?.Invoke(obj.Info.Id, index);
+    }
+}
