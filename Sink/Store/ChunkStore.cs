@@ -25,6 +25,7 @@ namespace StreamClone.Sink.Store;
 public sealed partial class ChunkStore : IDisposable
 {
     internal const string SnapshotsDirectoryName = "snapshots";
+    internal const string LockFileName = "store.lock";
 
     private readonly Lock _snapshotsLock = new();
     private readonly Dictionary<string, SnapshotAssembly> _snapshotsById = new(StringComparer.Ordinal);
@@ -32,6 +33,10 @@ public sealed partial class ChunkStore : IDisposable
     // Position = the ordinal packed into hash-index locations; append-only for the store's lifetime.
     private readonly List<SnapshotAssembly> _snapshots = [];
     private bool _disposed;
+
+    // Held for the store's lifetime (FileShare.None = flock(LOCK_EX) on Unix): a second process
+    // replaying journals would truncate the tail this one is appending to.
+    private FileStream? _lockFile;
 
     private ChunkStore(string directory, ILogger logger, ChunkStoreOptions options)
     {
@@ -76,6 +81,15 @@ public sealed partial class ChunkStore : IDisposable
     {
         var created = !System.IO.Directory.Exists(SnapshotsDirectory);
         System.IO.Directory.CreateDirectory(SnapshotsDirectory);
+        var lockPath = Path.Combine(Directory, LockFileName);
+        try
+        {
+            _lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException ex)
+        {
+            throw new ChunkStoreIOException($"Chunk store {Directory} is in use by another process (cannot lock '{lockPath}').", lockPath, false, ex);
+        }
         if (created)
         {
             // Make the new directories themselves durable before anything is written under them.
@@ -212,5 +226,6 @@ public sealed partial class ChunkStore : IDisposable
         {
             snapshot.Close();
         }
+        _lockFile?.Dispose();
     }
 }

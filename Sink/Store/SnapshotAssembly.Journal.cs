@@ -34,6 +34,18 @@ public sealed partial class SnapshotAssembly
     private Task? _backgroundFlush;
     private bool _stopping;
 
+    /// <summary>Records put but not yet journaled (lost on a crash).</summary>
+    internal int PendingRecords
+    {
+        get
+        {
+            lock (_pendingLock)
+            {
+                return _pending.Count;
+            }
+        }
+    }
+
     /// <summary>Makes every chunk put so far durable and marked present on disk.</summary>
     public ValueTask FlushAsync(CancellationToken ct = default) => FlushCoreAsync(ct);
 
@@ -47,13 +59,13 @@ public sealed partial class SnapshotAssembly
             _pendingDataBytes += dataBytes;
             full = _pendingDataBytes >= _store.Options.FlushBytes;
         }
+        if (first)
+        {
+            ArmFlushTimer();
+        }
         if (full)
         {
             ScheduleBackgroundFlush();
-        }
-        else if (first)
-        {
-            ArmFlushTimer();
         }
     }
 
@@ -94,7 +106,17 @@ public sealed partial class SnapshotAssembly
     {
         try
         {
-            await FlushCoreAsync(CancellationToken.None);
+            // Keep going while Puts outpace the flushes: their own trigger was skipped while this ran.
+            bool again;
+            do
+            {
+                await FlushCoreAsync(CancellationToken.None);
+                lock (_pendingLock)
+                {
+                    again = _pendingDataBytes >= _store.Options.FlushBytes;
+                }
+            }
+            while (again);
         }
         catch (ObjectDisposedException) when (_closed)
         {
@@ -102,8 +124,17 @@ public sealed partial class SnapshotAssembly
         }
         catch (Exception ex)
         {
+            // The records went back on the queue; the timer below retries (e.g. once space is freed).
             SinkLog.BackgroundFlushFailed(_store.Logger, SnapshotId, ex);
-            // The records went back on the queue; retry after the interval (e.g. once space is freed).
+        }
+        // A timer tick that fired while this flush ran was skipped; re-arm so leftovers still get flushed.
+        bool leftovers;
+        lock (_pendingLock)
+        {
+            leftovers = _pending.Count > 0;
+        }
+        if (leftovers)
+        {
             ArmFlushTimer();
         }
     }

@@ -148,6 +148,14 @@ public sealed class ChunkStoreTests : IDisposable
         Assert.Same(_temp.Store.OpenSnapshot(Offer("s1", (0, 8 * Page, Page))), _temp.Store.OpenSnapshot(Offer("s1", (0, 8 * Page, Page))));
     }
 
+    [Fact]
+    public void A_second_open_of_a_store_in_use_is_refused()
+    {
+        var ex = Assert.Throws<ChunkStoreIOException>(() =>
+            ChunkStore.Open(_temp.Directory, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+        Assert.Contains("in use", ex.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("")]
     [InlineData("..")]
