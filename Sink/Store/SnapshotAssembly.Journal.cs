@@ -34,6 +34,12 @@ public sealed partial class SnapshotAssembly
     private Task? _backgroundFlush;
     private bool _stopping;
 
+    // Set when an fsync fails. Linux may mark the dirty pages clean after reporting the error, so a
+    // retried fsync can succeed without the bytes being on disk; journaling after that would vouch for
+    // data that is not there. Flushing stops for good; reopening the store re-derives presence from the
+    // journal, and the un-journaled chunks are re-sent. Reads of present chunks keep working.
+    private ChunkStoreIOException? _syncFailure;
+
     /// <summary>Records put but not yet journaled (lost on a crash).</summary>
     internal int PendingRecords
     {
@@ -145,6 +151,12 @@ public sealed partial class SnapshotAssembly
         try
         {
             ThrowIfClosed();
+            if (_syncFailure is { } failed)
+            {
+                throw new ChunkStoreIOException(
+                    $"Chunk store: snapshot {SnapshotId} journals nothing more after a failed fsync of '{failed.FilePath}'; reopen the store to resume. ({failed.Message})",
+                    failed.FilePath, failed.IsDiskFull, failed);
+            }
             List<JournalRecord> batch;
             long dataBytes;
             lock (_pendingLock)
@@ -171,12 +183,14 @@ public sealed partial class SnapshotAssembly
                     }
                     try
                     {
+                        StoreFaultPoints.Hit(_store.Options, StoreFaultPoints.DataSync);
                         StoreIO.Sync(obj.Handle, obj.Path);
                     }
-                    catch
+                    catch (IOException ex)
                     {
                         obj.MarkDirty();
-                        throw;
+                        _syncFailure = StoreIO.Wrap(ex, obj.Path, "syncing");
+                        throw _syncFailure;
                     }
                     synced++;
                 }
@@ -190,7 +204,15 @@ public sealed partial class SnapshotAssembly
                 var at = Interlocked.Read(ref _journalLength);
                 StoreIO.Write(_journal, _journalPath, bytes, at);
                 StoreFaultPoints.Hit(_store.Options, StoreFaultPoints.AfterJournalAppend);
-                StoreIO.Sync(_journal, _journalPath);
+                try
+                {
+                    StoreIO.Sync(_journal, _journalPath);
+                }
+                catch (ChunkStoreIOException ex)
+                {
+                    _syncFailure = ex;
+                    throw;
+                }
                 Interlocked.Exchange(ref _journalLength, at + bytes.Length);
             }
             catch (Exception ex)
@@ -219,6 +241,8 @@ public sealed partial class SnapshotAssembly
             _pending = batch;
             _pendingDataBytes += dataBytes;
         }
+        // The timer tick that led here is spent; without a new one the batch waits for the next threshold.
+        ArmFlushTimer();
     }
 
     /// <summary>

@@ -12,6 +12,9 @@ internal static class StoreFaultPoints
     /// <summary>Before a chunk's bytes are written to its object file.</summary>
     public const string BeforeDataWrite = nameof(BeforeDataWrite);
 
+    /// <summary>Flush: just before an object file's fsync; an IOException thrown here stands for the fsync failing.</summary>
+    public const string DataSync = nameof(DataSync);
+
     /// <summary>Flush: object files are synced, the journal records are not yet appended.</summary>
     public const string AfterDataSync = nameof(AfterDataSync);
 

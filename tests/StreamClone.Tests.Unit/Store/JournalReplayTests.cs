@@ -190,6 +190,36 @@ public sealed class JournalReplayTests : IDisposable
     }
 
     [Fact]
+    public async Task A_failed_fsync_stops_journaling_until_the_store_is_reopened()
+    {
+        var snapshot = _temp.Store.OpenSnapshot(_offer);
+        Put(snapshot, 0, 0, 1);
+        await snapshot.FlushAsync(TestContext.Current.CancellationToken);
+        Put(snapshot, 0, 1, 2);
+        _temp.Options.FaultHook = point =>
+        {
+            if (point == StoreFaultPoints.DataSync)
+            {
+                throw new IOException("No space left on device", 28);
+            }
+        };
+        var first = await Assert.ThrowsAsync<ChunkStoreIOException>(async () => await snapshot.FlushAsync(TestContext.Current.CancellationToken));
+        Assert.True(first.IsDiskFull);
+        _temp.Options.FaultHook = null;
+
+        // A retried fsync may "succeed" after the kernel dropped the pages: the store must not believe it.
+        var again = await Assert.ThrowsAsync<ChunkStoreIOException>(async () => await snapshot.FlushAsync(TestContext.Current.CancellationToken));
+        Assert.Contains("reopen", again.Message, StringComparison.Ordinal);
+        Assert.Equal(Data(2, Page), ReadChunk(snapshot, 0, 1));
+
+        var reopened = _temp.Reopen().OpenSnapshot(_offer);
+        Assert.Equal(1, reopened.PresentChunks);
+        Put(reopened, 0, 1, 2);
+        await reopened.FlushAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(2, _temp.Reopen().OpenSnapshot(_offer).PresentChunks);
+    }
+
+    [Fact]
     public async Task Disk_full_on_a_chunk_write_is_reported_and_the_store_stays_usable()
     {
         var snapshot = _temp.Store.OpenSnapshot(_offer);
