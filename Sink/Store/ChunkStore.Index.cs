@@ -58,6 +58,24 @@ public sealed partial class ChunkStore
         }
     }
 
+    /// <summary>
+    /// Grows the index once to hold <paramref name="additional"/> more hashes. Left to itself a
+    /// Dictionary doubles, which right after a resize means ~100 bytes an entry plus both arrays alive
+    /// during the copy; sizing for the worst case (every chunk unique) up front keeps it at ~52 bytes
+    /// a chunk and never copies mid-stream.
+    /// </summary>
+    internal void ReserveIndex(long additional)
+    {
+        lock (_indexLock)
+        {
+            var wanted = _index.Count + additional;
+            if (wanted > _index.Count && wanted <= Array.MaxLength)
+            {
+                _index.EnsureCapacity((int)wanted);
+            }
+        }
+    }
+
     /// <summary>Records a location for <paramref name="hash"/> unless one is known already (the first copy stays canonical).</summary>
     internal void IndexAdd(ChunkHash hash, ChunkLocation location)
     {

@@ -99,6 +99,14 @@ public sealed partial class ChunkStore : IDisposable
 
         var directories = System.IO.Directory.GetDirectories(SnapshotsDirectory);
         Array.Sort(directories, StringComparer.Ordinal);
+        var records = 0L;
+        foreach (var snapshotDirectory in directories)
+        {
+            var journal = new FileInfo(Path.Combine(snapshotDirectory, SnapshotAssembly.JournalFileName));
+            records += journal.Exists ? journal.Length / JournalRecord.Size : 0;
+        }
+        // The journals' record count bounds the unique hashes replay can add.
+        ReserveIndex(records);
         foreach (var snapshotDirectory in directories)
         {
             if (!File.Exists(Path.Combine(snapshotDirectory, SnapshotAssembly.OfferFileName)))
@@ -128,6 +136,7 @@ public sealed partial class ChunkStore : IDisposable
             if (_snapshotsById.TryGetValue(offer.SnapshotId, out var existing))
             {
                 existing.EnsureSameObjects(offer);
+                ReserveIndex(existing.TotalChunks - existing.PresentChunks);
                 SinkLog.SnapshotResumed(Logger, existing.SnapshotId, existing.PresentChunks, existing.TotalChunks);
                 return existing;
             }
@@ -136,6 +145,7 @@ public sealed partial class ChunkStore : IDisposable
                 throw new InvalidOperationException($"The store holds the maximum of {ChunkLocation.MaxSnapshots} snapshots.");
             }
             var assembly = SnapshotAssembly.Create(this, _snapshots.Count, offer);
+            ReserveIndex(assembly.TotalChunks);
             _snapshots.Add(assembly);
             _snapshotsById.Add(assembly.SnapshotId, assembly);
             SinkLog.SnapshotCreated(Logger, assembly.SnapshotId, assembly.Objects.Count, assembly.TotalChunks);

@@ -49,7 +49,45 @@ public sealed partial class SnapshotAssembly
         {
             return;
         }
+        if (_mayHoldUnjournaledBytes)
+        {
+            ClearStaleBytes(obj, index);
+        }
         Commit(obj, index, ChunkHash.ZeroMark);
+    }
+
+    /// <summary>
+    /// A resumed snapshot's absent places may hold bytes written before a crash but never journaled.
+    /// Data puts overwrite the whole chunk; a zero put writes nothing, so it would expose them. Only
+    /// possible if a source re-used a snapshot id for other content, but checking costs one read of
+    /// (usually) a hole, and only on resumed snapshots.
+    /// </summary>
+    private void ClearStaleBytes(StoredObject obj, long index)
+    {
+        var length = obj.ChunkLength(index);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var bytes = buffer.AsSpan(0, length);
+            try
+            {
+                StoreIO.ReadFully(obj.Handle, obj.Path, bytes, obj.Offset(index));
+            }
+            catch
+            {
+                obj.Presence.Release(index);
+                throw;
+            }
+            if (bytes.ContainsAnyExcept((byte)0))
+            {
+                bytes.Clear();
+                WriteClaimed(obj, index, bytes); // releases the claim itself on failure
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>

@@ -28,6 +28,9 @@ public sealed partial class SnapshotAssembly
     private volatile bool _isComplete;
     private volatile bool _closed;
 
+    // Loaded from disk rather than created: absent places may hold bytes of un-journaled writes.
+    private bool _mayHoldUnjournaledBytes;
+
     private SnapshotAssembly(ChunkStore store, int ordinal, string directory, SnapshotOfferMessage offer,
         StoredObject[] objects, SafeFileHandle journal, long journalLength)
     {
@@ -210,8 +213,10 @@ public sealed partial class SnapshotAssembly
             StoreIO.Write(journal, journalPath, header, 0);
             StoreIO.Sync(journal, journalPath);
 
-            StoreIO.WriteAtomically(Path.Combine(directory, OfferFileName),
-                MessagePackSerializer.Serialize(offer, MessagePackDefaults.Options));
+            var offerBytes = MessagePackSerializer.Serialize(offer, MessagePackDefaults.Options);
+            StoreIO.WriteAtomically(Path.Combine(directory, OfferFileName), offerBytes);
+            // Keep a private copy: the caller's message object may be reused or changed later.
+            offer = MessagePackSerializer.Deserialize<SnapshotOfferMessage>(offerBytes, MessagePackDefaults.Options);
             StoreIO.SyncDirectory(store.SnapshotsDirectory);
             return new SnapshotAssembly(store, ordinal, directory, offer, [.. objects], journal, JournalFormat.HeaderSize);
         }
@@ -255,6 +260,7 @@ public sealed partial class SnapshotAssembly
             var assembly = new SnapshotAssembly(store, ordinal, directory, offer, [.. objects], journal, 0);
             journal = null;
             var records = assembly.Replay();
+            assembly._mayHoldUnjournaledBytes = true;
             assembly._isComplete = File.Exists(Path.Combine(directory, ManifestFileName));
             SinkLog.SnapshotReplayed(store.Logger, assembly.SnapshotId, records, assembly.PresentChunks,
                 assembly.TotalChunks, assembly.IsComplete);

@@ -92,6 +92,21 @@ public sealed class JournalReplayTests : IDisposable
     }
 
     [Fact]
+    public async Task A_zero_put_on_a_resumed_place_hides_bytes_of_an_unjournaled_write()
+    {
+        var snapshot = _temp.Store.OpenSnapshot(_offer);
+        Put(snapshot, 0, 3, 7); // written, never flushed: absent after the reopen, bytes still in the file
+        var reopened = _temp.Reopen().OpenSnapshot(_offer);
+        Assert.False(reopened.IsPresent(0, 3));
+
+        reopened.PutZero(0, 3);
+
+        Assert.All(ReadChunk(reopened, 0, 3), b => Assert.Equal(0, b));
+        await reopened.FlushAsync(TestContext.Current.CancellationToken);
+        Assert.True((await _temp.Store.VerifyAsync(TestContext.Current.CancellationToken)).IsClean);
+    }
+
+    [Fact]
     public void A_journal_with_a_foreign_header_refuses_to_open()
     {
         _temp.Store.OpenSnapshot(_offer);
