@@ -153,6 +153,30 @@ public sealed partial class ChunkStore : IDisposable
         }
     }
 
+    /// <summary>A stored snapshot by id without an offer (NBD export, postcopy, inspect); null if unknown.</summary>
+    public SnapshotAssembly? GetSnapshot(string snapshotId)
+    {
+        lock (_snapshotsLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _snapshotsById.GetValueOrDefault(snapshotId);
+        }
+    }
+
+    /// <summary>Flushes every snapshot: the clean-shutdown step before <see cref="Dispose"/>.</summary>
+    public async ValueTask FlushAllAsync(CancellationToken ct = default)
+    {
+        SnapshotAssembly[] snapshots;
+        lock (_snapshotsLock)
+        {
+            snapshots = [.. _snapshots];
+        }
+        foreach (var snapshot in snapshots)
+        {
+            await snapshot.FlushAsync(ct);
+        }
+    }
+
     /// <summary>Every stored snapshot with per-object presence, ordered by id.</summary>
     public IReadOnlyList<StoredSnapshotInfo> ListSnapshots()
     {

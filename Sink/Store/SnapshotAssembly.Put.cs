@@ -7,7 +7,11 @@ namespace StreamClone.Sink.Store;
 
 public sealed partial class SnapshotAssembly
 {
-    /// <summary>Raised after each new placement (objectId, index): readable now, durable after the next flush.</summary>
+    /// <summary>
+    /// Raised after each new placement (objectId, index), on the putting thread: readable now, durable
+    /// after the next flush. The assembly outlives sessions (a resume gets the same instance), so
+    /// handlers must unsubscribe when their session ends.
+    /// </summary>
     public event Action<int, long>? ChunkPresent;
 
     /// <summary>
@@ -105,6 +109,12 @@ public sealed partial class SnapshotAssembly
         ThrowIfClosed();
         var obj = GetObject(objectId);
         obj.CheckIndex(index);
+        if (obj.Presence.IsPresent(index))
+        {
+            // A repeat: no copy needed, only the same-content check.
+            EnsureSameContent(obj, index, hash);
+            return true;
+        }
         if (!_store.TryGetLocation(hash, out var location))
         {
             return false;

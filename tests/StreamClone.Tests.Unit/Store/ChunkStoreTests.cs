@@ -175,7 +175,7 @@ public sealed class ChunkStoreTests : IDisposable
         // Within one snapshot: chunk 3 repeats chunk 0.
         Assert.True(a.TryPutKnown(0, 3, h1));
         Assert.Equal(Data(1, Page), ReadChunk(a, 0, 3));
-        await a.FlushAsync(TestContext.Current.CancellationToken);
+        await _temp.Store.FlushAllAsync(TestContext.Current.CancellationToken);
 
         // Across snapshots, also after a reopen (the index is rebuilt from the journals).
         var store = _temp.Reopen();
@@ -184,7 +184,9 @@ public sealed class ChunkStoreTests : IDisposable
         Assert.True(b.TryPutKnown(5, 1, h1));
         Assert.True(b.TryPutKnown(5, 1, h1));
         Assert.Equal([.. Data(2, Page), .. Data(1, Page)], ReadAll(b, 5));
-        Assert.False(b.TryPutKnown(5, 0, ChunkHash.Compute(Data(99, Page))));
+        // A present place claimed to hold other content is a conflict, not a miss.
+        Assert.Equal(ProtocolError.BadChunkPlacement,
+            Assert.Throws<ProtocolViolationException>(() => b.TryPutKnown(5, 0, ChunkHash.Compute(Data(99, Page)))).Code);
         Assert.Equal(2, store.GetInventory().Count);
     }
 
@@ -287,6 +289,11 @@ public sealed class ChunkStoreTests : IDisposable
         Assert.False(File.Exists(path + ".tmp"));
 
         var store = _temp.Reopen();
+        var byId = store.GetSnapshot("s1");
+        Assert.NotNull(byId);
+        Assert.True(byId.IsComplete);
+        Assert.Equal(Data(3, 1), ReadChunk(byId, 0, 2));
+        Assert.Null(store.GetSnapshot("nope"));
         var info = Assert.Single(store.ListSnapshots());
         Assert.True(info.IsComplete);
         Assert.Equal(5, info.PresentChunks);
