@@ -43,6 +43,71 @@ public sealed partial class SnapshotAssembly
         Commit(obj, index, hash);
     }
 
+    /// <summary>
+    /// <see cref="PutData"/> for the consecutive chunks [firstIndex, firstIndex + hashes.Length), their
+    /// bytes concatenated in <paramref name="data"/> (only an object's last chunk may be short).
+    /// Stretches of new places go out as one write each: at 4 KiB chunks the syscall, not the copy,
+    /// is the cost of a put. Places already present get the same-content check of PutData.
+    /// </summary>
+    public void PutDataRun(int objectId, long firstIndex, ReadOnlySpan<ChunkHash> hashes, ReadOnlySpan<byte> data)
+    {
+        ThrowIfClosed();
+        var obj = GetObject(objectId);
+        var count = hashes.Length;
+        if (count == 0)
+        {
+            return;
+        }
+        obj.CheckIndex(firstIndex);
+        obj.CheckIndex(firstIndex + count - 1);
+        var expected = Math.Min(obj.Info.Size, obj.Offset(firstIndex + count)) - obj.Offset(firstIndex);
+        if (data.Length != expected)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
+                $"object {objectId} chunks {firstIndex}..{firstIndex + count - 1} are {expected} bytes; {data.Length} were given");
+        }
+        foreach (var hash in hashes)
+        {
+            if (hash.IsZeroMark)
+            {
+                ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
+                    $"object {objectId} chunks from {firstIndex}: a data chunk cannot carry the zero mark as its hash");
+            }
+        }
+
+        var chunkSize = obj.Info.ChunkSize;
+        var i = 0;
+        while (i < count)
+        {
+            var start = i;
+            while (i < count && obj.Presence.TryClaim(firstIndex + i))
+            {
+                i++;
+            }
+            if (i > start)
+            {
+                var end = Math.Min(data.Length, (long)i * chunkSize);
+                WriteClaimed(obj, firstIndex + start, i - start, data[(start * chunkSize)..(int)end]);
+                for (var k = start; k < i; k++)
+                {
+                    Commit(obj, firstIndex + k, hashes[k]);
+                }
+            }
+            if (i < count)
+            {
+                // Held (or being written) by another Put: Claim waits for it and checks the content.
+                var index = firstIndex + i;
+                if (Claim(obj, index, hashes[i]))
+                {
+                    var offset = i * chunkSize;
+                    WriteClaimed(obj, index, data.Slice(offset, obj.ChunkLength(index)));
+                    Commit(obj, index, hashes[i]);
+                }
+                i++;
+            }
+        }
+    }
+
     /// <summary>Marks a zero chunk: nothing is written (the sparse file reads zeros there).</summary>
     public void PutZero(int objectId, long index)
     {
@@ -221,17 +286,26 @@ public sealed partial class SnapshotAssembly
         }
     }
 
-    private void WriteClaimed(StoredObject obj, long index, ReadOnlySpan<byte> data)
+    private void WriteClaimed(StoredObject obj, long index, ReadOnlySpan<byte> data) => WriteClaimed(obj, index, 1, data);
+
+    /// <summary>
+    /// Writes <paramref name="count"/> claimed, consecutive places with one positional write. On
+    /// failure nothing was recorded for them: the claims are released so a retry (after freeing
+    /// space) can write them.
+    /// </summary>
+    private void WriteClaimed(StoredObject obj, long firstIndex, int count, ReadOnlySpan<byte> data)
     {
         try
         {
             StoreFaultPoints.Hit(_store.Options, StoreFaultPoints.BeforeDataWrite);
-            StoreIO.Write(obj.Handle, obj.Path, data, obj.Offset(index));
+            StoreIO.Write(obj.Handle, obj.Path, data, obj.Offset(firstIndex));
         }
         catch (Exception ex)
         {
-            // Nothing was recorded for this place: release it so a retry (after freeing space) can write it.
-            obj.Presence.Release(index);
+            for (var i = 0; i < count; i++)
+            {
+                obj.Presence.Release(firstIndex + i);
+            }
             if (ex is IOException io)
             {
                 var wrapped = StoreIO.Wrap(io, obj.Path, "writing a chunk into");

@@ -35,6 +35,48 @@ public sealed class ChunkStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task A_run_of_chunks_round_trips_around_places_already_present()
+    {
+        const long size = (5 * Page) + 100;
+        var offer = Offer("s1", (0, size, Page));
+        var snapshot = _temp.Store.OpenSnapshot(offer);
+        var chunks = Enumerable.Range(0, 6).Select(i => Data(i, ChunkMath.ChunkLength(size, Page, i))).ToArray();
+        var hashes = chunks.Select(c => ChunkHash.Compute(c)).ToArray();
+        snapshot.PutData(0, 2, hashes[2], chunks[2]);
+        var seen = new List<long>();
+        snapshot.ChunkPresent += (_, i) => seen.Add(i);
+
+        snapshot.PutDataRun(0, 1, hashes.AsSpan(1), [.. chunks.Skip(1).SelectMany(c => c)]);
+
+        Assert.Equal([1L, 3, 4, 5], seen);
+        var tail = new byte[size - Page];
+        Assert.Equal(tail.Length, snapshot.Read(0, Page, tail));
+        Assert.Equal(chunks.Skip(1).SelectMany(c => c).ToArray(), tail);
+        await snapshot.FlushAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(5, _temp.Reopen().OpenSnapshot(offer).PresentChunks);
+    }
+
+    [Fact]
+    public void A_run_stops_at_a_conflicting_place_keeping_what_it_placed()
+    {
+        var snapshot = _temp.Store.OpenSnapshot(Offer("s1", (0, 4 * Page, Page)));
+        var chunks = Enumerable.Range(0, 4).Select(i => Data(i, Page)).ToArray();
+        var hashes = chunks.Select(c => ChunkHash.Compute(c)).ToArray();
+        snapshot.PutZero(0, 2);
+
+        var ex = Assert.Throws<ProtocolViolationException>(() => snapshot.PutDataRun(0, 0, hashes, [.. chunks.SelectMany(c => c)]));
+
+        Assert.Equal(ProtocolError.BadChunkPlacement, ex.Code);
+        Assert.True(snapshot.IsPresent(0, 1));
+        Assert.False(snapshot.IsPresent(0, 3));
+        Assert.Equal(chunks[1], ReadChunk(snapshot, 0, 1));
+        Assert.Equal(ProtocolError.BadChunkPlacement, Assert.Throws<ProtocolViolationException>(
+            () => snapshot.PutDataRun(0, 3, hashes.AsSpan(3), chunks[3].AsSpan(1))).Code);
+        Assert.Equal(ProtocolError.BadChunkPlacement, Assert.Throws<ProtocolViolationException>(
+            () => snapshot.PutDataRun(0, 3, hashes.AsSpan(2), new byte[2 * Page])).Code);
+    }
+
+    [Fact]
     public void Read_of_an_absent_chunk_throws()
     {
         var snapshot = _temp.Store.OpenSnapshot(Offer("s1", (0, 4 * Page, Page)));
