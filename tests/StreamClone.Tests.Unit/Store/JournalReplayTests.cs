@@ -59,6 +59,23 @@ public sealed class JournalReplayTests : IDisposable
         Assert.Equal(6, _temp.Reopen().OpenSnapshot(_offer).PresentChunks);
     }
 
+    [Fact]
+    public async Task Every_truncation_point_keeps_exactly_the_whole_records()
+    {
+        await PutFlushedAsync(3);
+        var path = _temp.JournalPath("s1");
+        var full = await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken);
+        for (var length = HeaderSize; length <= full.Length; length++)
+        {
+            await File.WriteAllBytesAsync(path, full[..length], TestContext.Current.CancellationToken);
+            var snapshot = _temp.Reopen().OpenSnapshot(_offer);
+            var whole = (length - HeaderSize) / RecordSize;
+            Assert.Equal(whole, snapshot.PresentChunks);
+            Assert.Equal(HeaderSize + (whole * RecordSize), new FileInfo(path).Length);
+            _temp.Store.Dispose();
+        }
+    }
+
     [Theory]
     [InlineData(4, 0)]
     [InlineData(4, 20)]
