@@ -1,0 +1,265 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using StreamClone.Shared.Protocol;
+
+namespace StreamClone.Sink.Store;
+
+/// <summary>
+/// The sink's content-addressed, crash-consistent chunk store.
+/// </summary>
+/// <remarks>
+/// Layout under <see cref="Directory"/>:
+/// <code>
+/// snapshots/&lt;id&gt;/offer.msgpack     the SnapshotOfferMessage; written last at creation, so a directory
+///                                 without it is an interrupted creation and is removed on open
+/// snapshots/&lt;id&gt;/obj-&lt;n&gt;.raw       object n (ObjectInfo.Id) at full size, sparse; chunk i at i*ChunkSize
+/// snapshots/&lt;id&gt;/journal.log       append-only presence records (see JournalRecord)
+/// snapshots/&lt;id&gt;/manifest.msgpack  only once the snapshot is complete and its root hashes matched
+/// </code>
+/// The journal is the only source of truth for presence: a record is appended only after the bytes
+/// it names are fsynced, so after a crash at any instant the store holds only chunks whose bytes
+/// are on disk, and a chunk written but not journaled is absent (the source re-sends it).
+/// Open loads every snapshot, so the hash index (<see cref="Contains"/>, <see cref="GetInventory"/>,
+/// <see cref="SnapshotAssembly.TryPutKnown"/>) spans all of them.
+/// </remarks>
+public sealed partial class ChunkStore : IDisposable
+{
+    internal const string SnapshotsDirectoryName = "snapshots";
+    internal const string LockFileName = "store.lock";
+
+    private readonly Lock _snapshotsLock = new();
+    private readonly Dictionary<string, SnapshotAssembly> _snapshotsById = new(StringComparer.Ordinal);
+
+    // Position = the ordinal packed into hash-index locations; append-only for the store's lifetime.
+    private readonly List<SnapshotAssembly> _snapshots = [];
+    private bool _disposed;
+
+    // Held for the store's lifetime (FileShare.None = flock(LOCK_EX) on Unix): a second process
+    // replaying journals would truncate the tail this one is appending to.
+    private FileStream? _lockFile;
+
+    private ChunkStore(string directory, ILogger logger, ChunkStoreOptions options)
+    {
+        Directory = directory;
+        Logger = logger;
+        Options = options;
+    }
+
+    public string Directory { get; }
+
+    internal ILogger Logger { get; }
+
+    internal ChunkStoreOptions Options { get; }
+
+    internal string SnapshotsDirectory => Path.Combine(Directory, SnapshotsDirectoryName);
+
+    /// <summary>Opens (creating if missing) the store at <paramref name="directory"/> and replays every snapshot's journal.</summary>
+    public static ChunkStore Open(string directory, ILogger logger, ChunkStoreOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        ArgumentNullException.ThrowIfNull(logger);
+        options ??= new ChunkStoreOptions();
+        options.Validate();
+
+        var stopwatch = Stopwatch.StartNew();
+        var store = new ChunkStore(Path.GetFullPath(directory), logger, options);
+        try
+        {
+            store.Load();
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
+        var stats = store.GetStatistics();
+        SinkLog.StoreOpened(logger, store.Directory, stats.Snapshots, stats.ChunksHeld, stats.UniqueHashes, stopwatch.ElapsedMilliseconds);
+        return store;
+    }
+
+    private void Load()
+    {
+        var created = !System.IO.Directory.Exists(SnapshotsDirectory);
+        System.IO.Directory.CreateDirectory(SnapshotsDirectory);
+        var lockPath = Path.Combine(Directory, LockFileName);
+        try
+        {
+            _lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException ex)
+        {
+            throw new ChunkStoreIOException($"Chunk store {Directory} is in use by another process (cannot lock '{lockPath}').", lockPath, false, ex);
+        }
+        if (created)
+        {
+            // Make the new directories themselves durable before anything is written under them.
+            StoreIO.SyncDirectory(Directory);
+            StoreIO.SyncDirectory(Path.GetDirectoryName(Directory) ?? Directory);
+        }
+
+        var directories = System.IO.Directory.GetDirectories(SnapshotsDirectory);
+        Array.Sort(directories, StringComparer.Ordinal);
+        var records = 0L;
+        foreach (var snapshotDirectory in directories)
+        {
+            var journal = new FileInfo(Path.Combine(snapshotDirectory, SnapshotAssembly.JournalFileName));
+            records += journal.Exists ? journal.Length / JournalRecord.Size : 0;
+        }
+        // The journals' record count bounds the unique hashes replay can add.
+        ReserveIndex(records);
+        foreach (var snapshotDirectory in directories)
+        {
+            if (!File.Exists(Path.Combine(snapshotDirectory, SnapshotAssembly.OfferFileName)))
+            {
+                SinkLog.UnfinishedSnapshotRemoved(Logger, snapshotDirectory);
+                System.IO.Directory.Delete(snapshotDirectory, recursive: true);
+                continue;
+            }
+            var assembly = SnapshotAssembly.Load(this, _snapshots.Count, snapshotDirectory);
+            _snapshots.Add(assembly);
+            _snapshotsById.Add(assembly.SnapshotId, assembly);
+        }
+    }
+
+    /// <summary>
+    /// Starts a snapshot, or resumes the stored one with the same id. A resumed offer must describe the
+    /// same objects (ids, names, kinds, sizes, chunk sizes), otherwise its chunks would land in the wrong
+    /// places: <see cref="InvalidDataException"/>.
+    /// </summary>
+    public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer)
+    {
+        ArgumentNullException.ThrowIfNull(offer);
+        SnapshotAssembly.ValidateOffer(offer);
+        lock (_snapshotsLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_snapshotsById.TryGetValue(offer.SnapshotId, out var existing))
+            {
+                existing.EnsureSameObjects(offer);
+                ReserveIndex(existing.TotalChunks - existing.PresentChunks);
+                SinkLog.SnapshotResumed(Logger, existing.SnapshotId, existing.PresentChunks, existing.TotalChunks);
+                return existing;
+            }
+            if (_snapshots.Count > ChunkLocation.MaxSnapshots)
+            {
+                throw new InvalidOperationException($"The store holds the maximum of {ChunkLocation.MaxSnapshots} snapshots.");
+            }
+            var assembly = SnapshotAssembly.Create(this, _snapshots.Count, offer);
+            ReserveIndex(assembly.TotalChunks);
+            _snapshots.Add(assembly);
+            _snapshotsById.Add(assembly.SnapshotId, assembly);
+            SinkLog.SnapshotCreated(Logger, assembly.SnapshotId, assembly.Objects.Count, assembly.TotalChunks);
+            return assembly;
+        }
+    }
+
+    /// <summary>A stored snapshot by id without an offer (NBD export, postcopy, inspect); null if unknown.</summary>
+    public SnapshotAssembly? GetSnapshot(string snapshotId)
+    {
+        lock (_snapshotsLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _snapshotsById.GetValueOrDefault(snapshotId);
+        }
+    }
+
+    /// <summary>Flushes every snapshot: the clean-shutdown step before <see cref="Dispose"/>.</summary>
+    public async ValueTask FlushAllAsync(CancellationToken ct = default)
+    {
+        SnapshotAssembly[] snapshots;
+        lock (_snapshotsLock)
+        {
+            snapshots = [.. _snapshots];
+        }
+        foreach (var snapshot in snapshots)
+        {
+            await snapshot.FlushAsync(ct);
+        }
+    }
+
+    /// <summary>Every stored snapshot with per-object presence, ordered by id.</summary>
+    public IReadOnlyList<StoredSnapshotInfo> ListSnapshots()
+    {
+        SnapshotAssembly[] snapshots;
+        lock (_snapshotsLock)
+        {
+            snapshots = [.. _snapshots];
+        }
+        return [.. snapshots.OrderBy(s => s.SnapshotId, StringComparer.Ordinal).Select(s => s.Describe())];
+    }
+
+    public StoreStatistics GetStatistics()
+    {
+        SnapshotAssembly[] snapshots;
+        lock (_snapshotsLock)
+        {
+            snapshots = [.. _snapshots];
+        }
+        long held = 0, zero = 0, bytes = 0;
+        var complete = 0;
+        foreach (var snapshot in snapshots)
+        {
+            held += snapshot.PresentChunks;
+            zero += snapshot.ZeroChunks;
+            bytes += snapshot.BytesOnDisk;
+            complete += snapshot.IsComplete ? 1 : 0;
+        }
+        return new StoreStatistics(held, zero, IndexCount, bytes, snapshots.Length, complete);
+    }
+
+    /// <summary>
+    /// Re-hashes every durable chunk (journaled data chunks against their hash; zero chunks must read
+    /// as zeros). Replay trusts the journal; this is the check for media damage (`inspect --verify`).
+    /// Chunks put but not yet flushed are not covered.
+    /// </summary>
+    public Task<StoreVerifyReport> VerifyAsync(CancellationToken ct = default)
+    {
+        SnapshotAssembly[] snapshots;
+        lock (_snapshotsLock)
+        {
+            snapshots = [.. _snapshots];
+        }
+        return Task.Run(() =>
+        {
+            long checkedChunks = 0;
+            var faults = new List<ChunkFault>();
+            foreach (var snapshot in snapshots)
+            {
+                checkedChunks += snapshot.Verify(faults, ct);
+            }
+            SinkLog.VerifyFinished(Logger, Directory, checkedChunks, faults.Count);
+            return new StoreVerifyReport(checkedChunks, faults);
+        }, ct);
+    }
+
+    internal SnapshotAssembly GetSnapshotByOrdinal(int ordinal)
+    {
+        lock (_snapshotsLock)
+        {
+            return _snapshots[ordinal];
+        }
+    }
+
+    /// <summary>
+    /// Closes every file. Does not flush: this is also the abandon path, and chunks not yet flushed
+    /// are simply re-sent. Call <see cref="SnapshotAssembly.FlushAsync"/> first for a clean stop.
+    /// </summary>
+    public void Dispose()
+    {
+        SnapshotAssembly[] snapshots;
+        lock (_snapshotsLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            snapshots = [.. _snapshots];
+        }
+        foreach (var snapshot in snapshots)
+        {
+            snapshot.Close();
+        }
+        _lockFile?.Dispose();
+    }
+}

@@ -1,0 +1,195 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace StreamClone.Sink.Store;
+
+/// <summary>
+/// An IO failure of the chunk store, naming the file and the operation. <see cref="IsDiskFull"/> is
+/// set for ENOSPC (errno 28) and Windows' disk-full codes, which the sink reports as such instead of
+/// a generic store failure: the operator's fix (free space, then resume) is different.
+/// </summary>
+public sealed class ChunkStoreIOException : IOException
+{
+    public ChunkStoreIOException(string message, string path, bool isDiskFull, Exception inner)
+        : base(message, inner)
+    {
+        FilePath = path;
+        IsDiskFull = isDiskFull;
+        HResult = inner.HResult;
+    }
+
+    public ChunkStoreIOException()
+    {
+        FilePath = "";
+    }
+
+    public ChunkStoreIOException(string message) : base(message)
+    {
+        FilePath = "";
+    }
+
+    public ChunkStoreIOException(string message, Exception innerException) : base(message, innerException)
+    {
+        FilePath = "";
+    }
+
+    public string FilePath { get; }
+
+    public bool IsDiskFull { get; }
+}
+
+/// <summary>Positional IO and durability primitives shared by the store's files.</summary>
+internal static partial class StoreIO
+{
+    private const int Enospc = 28;
+    private const int WindowsDiskFull = 112;
+    private const int WindowsHandleDiskFull = 39;
+
+    public static bool IsDiskFull(IOException exception) =>
+        exception.HResult == Enospc
+        || (exception.HResult & 0xFFFF) is WindowsDiskFull or WindowsHandleDiskFull;
+
+    public static ChunkStoreIOException Wrap(IOException exception, string path, string operation)
+    {
+        if (exception is ChunkStoreIOException already)
+        {
+            return already;
+        }
+        var full = IsDiskFull(exception);
+        var message = full
+            ? $"Chunk store: disk full (ENOSPC) while {operation} '{path}'. Free space and resume; chunks already stored are kept."
+            : $"Chunk store: {operation} '{path}' failed: {exception.Message}";
+        return new ChunkStoreIOException(message, path, full, exception);
+    }
+
+    /// <summary>pread until <paramref name="destination"/> is full or end of file; returns the bytes read.</summary>
+    public static int ReadFully(SafeFileHandle handle, string path, Span<byte> destination, long offset)
+    {
+        var total = 0;
+        try
+        {
+            while (total < destination.Length)
+            {
+                var n = RandomAccess.Read(handle, destination[total..], offset + total);
+                if (n == 0)
+                {
+                    break;
+                }
+                total += n;
+            }
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, path, "reading");
+        }
+        return total;
+    }
+
+    public static void Write(SafeFileHandle handle, string path, ReadOnlySpan<byte> source, long offset)
+    {
+        try
+        {
+            RandomAccess.Write(handle, source, offset);
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, path, "writing");
+        }
+    }
+
+    /// <summary>fsync: the bytes written so far (and the file's length) survive a power cut.</summary>
+    public static void Sync(SafeFileHandle handle, string path)
+    {
+        try
+        {
+            RandomAccess.FlushToDisk(handle);
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, path, "syncing");
+        }
+    }
+
+    public static SafeFileHandle OpenReadWrite(string path, FileMode mode)
+    {
+        try
+        {
+            return File.OpenHandle(path, mode, FileAccess.ReadWrite, FileShare.Read);
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, path, "opening");
+        }
+    }
+
+    /// <summary>
+    /// Writes a whole file so that a reader sees either the old content or the new, never a mix:
+    /// tmp + fsync, rename over, fsync the directory (the rename itself is only durable once the
+    /// directory entry is).
+    /// </summary>
+    public static void WriteAtomically(string path, ReadOnlySpan<byte> content)
+    {
+        var tmp = path + ".tmp";
+        using (var handle = OpenReadWrite(tmp, FileMode.Create))
+        {
+            Write(handle, tmp, content, 0);
+            Sync(handle, tmp);
+        }
+        try
+        {
+            File.Move(tmp, path, overwrite: true);
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, path, "renaming into");
+        }
+        SyncDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>
+    /// fsync a directory so entries created or renamed in it survive a crash. .NET cannot open a
+    /// directory as a file handle, hence open(2)/fsync(2) directly. Windows has no equivalent
+    /// (NTFS journals its metadata), so this is a no-op there.
+    /// </summary>
+    public static void SyncDirectory(string directory)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+        // O_RDONLY (0): enough to fsync a directory; O_DIRECTORY's value differs between Linux
+        // architectures and macOS, so it is left out.
+        var fd = Open(directory, 0);
+        if (fd < 0)
+        {
+            throw DirectoryError(directory, "opening directory");
+        }
+        try
+        {
+            if (Fsync(fd) != 0)
+            {
+                throw DirectoryError(directory, "syncing directory");
+            }
+        }
+        finally
+        {
+            _ = Close(fd);
+        }
+    }
+
+    private static ChunkStoreIOException DirectoryError(string directory, string operation)
+    {
+        var errno = Marshal.GetLastPInvokeError();
+        var inner = new IOException(Marshal.GetPInvokeErrorMessage(errno), errno);
+        return Wrap(inner, directory, operation);
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+}
