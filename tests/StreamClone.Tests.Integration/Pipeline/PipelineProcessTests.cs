@@ -99,6 +99,12 @@ public class PipelineProcessTests
         Assert.Equal(await File.ReadAllBytesAsync(image), await File.ReadAllBytesAsync(CopyPath(resumed!)));
         var resumedWire = resumed!.RootElement.GetProperty("wire_bytes").GetInt64();
         Assert.True(resumedWire < fullWire * 0.8, $"resumed transfer received {resumedWire} bytes, a full one {fullWire}: verified chunks must not be sent again");
-        Assert.Equal(0, await source.WaitAsync(Timeout));
+
+        // The killed session counts as failed (exit code 1); the source served on, and the last one completed.
+        Assert.Equal(1, await source.WaitAsync(Timeout));
+        using var report = JsonDocument.Parse(source.LastLine);
+        var sessions = report.RootElement.GetProperty("sessions");
+        Assert.Equal(3, sessions.GetArrayLength());
+        Assert.True(sessions[2].GetProperty("completed").GetBoolean());
     }
 }
