@@ -18,16 +18,26 @@ public sealed partial class SinkSession
             var obj = batch.Object;
             int data = 0, zero = 0, known = 0, at = 0, h = 0;
             long covered = 0;
+            // Consecutive new Data chunks lie back to back in batch.Data: the store takes each such run in one write.
+            Span<ChunkHash> run = stackalloc ChunkHash[header.Kinds.Length];
+            int runLength = 0, runAt = 0;
+            long runFirst = 0;
             for (var i = 0; i < header.Kinds.Length; i++)
             {
                 var index = header.FirstIndex + i;
                 var length = ChunkMath.ChunkLength(obj.Size, obj.ChunkSize, index);
                 covered += length;
                 var kind = (ChunkEntryKind)header.Kinds[i];
+                var present = Snapshot.IsPresent(obj.Id, index);
+                if (kind != ChunkEntryKind.Data || present)
+                {
+                    FlushRun(obj.Id, runFirst, run[..runLength], batch.Data.AsSpan(runAt, at - runAt));
+                    runLength = 0;
+                }
                 if (kind == ChunkEntryKind.Zero)
                 {
                     zero++;
-                    if (!Snapshot.IsPresent(obj.Id, index))
+                    if (!present)
                     {
                         Snapshot.PutZero(obj.Id, index);
                     }
@@ -37,27 +47,41 @@ public sealed partial class SinkSession
                 if (kind == ChunkEntryKind.Data)
                 {
                     data++;
-                    if (!Snapshot.IsPresent(obj.Id, index))
+                    if (!present)
                     {
-                        Snapshot.PutData(obj.Id, index, hash, batch.Data.AsSpan(at, length));
+                        if (runLength == 0)
+                        {
+                            runFirst = index;
+                            runAt = at;
+                        }
+                        run[runLength++] = hash;
                     }
                     at += length;
                 }
                 else
                 {
                     known++;
-                    if (!Snapshot.IsPresent(obj.Id, index) && !Snapshot.TryPutKnown(obj.Id, index, hash))
+                    if (!present && !Snapshot.TryPutKnown(obj.Id, index, hash))
                     {
                         SinkLog.KnownChunkRefetch(_logger, hash.ToShortString(), obj.Id, index);
                         RequestRefetch(obj.Id, index);
                     }
                 }
             }
+            FlushRun(obj.Id, runFirst, run[..runLength], batch.Data.AsSpan(runAt, at - runAt));
             Stats.AddBatch(header.Kinds.Length, data, zero, known, covered, batch.PayloadLength, demand);
         }
         finally
         {
             batch.Return();
+        }
+    }
+
+    private void FlushRun(int objectId, long firstIndex, ReadOnlySpan<ChunkHash> hashes, ReadOnlySpan<byte> data)
+    {
+        if (hashes.Length > 0)
+        {
+            Snapshot.PutDataRun(objectId, firstIndex, hashes, data);
         }
     }
 
