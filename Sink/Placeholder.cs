@@ -1,1 +1,0 @@
-namespace StreamClone.Sink; internal static class Placeholder { }

@@ -1,1 +1,0 @@
-namespace StreamClone.Source; internal static class Placeholder { }
