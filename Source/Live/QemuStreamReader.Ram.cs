@@ -72,44 +72,44 @@ public sealed partial class QemuStreamReader
         switch (flags & ~F.RamFlagContinue)
         {
             case F.RamFlagPage:
-            {
-                if (!TryReadBlock(ref reader, flags, out var block))
                 {
-                    return false;
-                }
+                    if (!TryReadBlock(ref reader, flags, out var block))
+                    {
+                        return false;
+                    }
 
-                CheckOffset(block, offset, _position);
-                if (reader.Remaining < PageSize)
-                {
-                    return false;
-                }
+                    CheckOffset(block, offset, _position);
+                    if (reader.Remaining < PageSize)
+                    {
+                        return false;
+                    }
 
-                ev.Kind = EventKind.Page;
-                ev.Block = block;
-                ev.Offset = offset;
-                ev.Page = reader.UnreadSequence.Slice(0, PageSize);
-                reader.Advance(PageSize);
-                CountRecord(block, offset);
-                Statistics.PageRecords++;
-                break;
-            }
+                    ev.Kind = EventKind.Page;
+                    ev.Block = block;
+                    ev.Offset = offset;
+                    ev.Page = reader.UnreadSequence.Slice(0, PageSize);
+                    reader.Advance(PageSize);
+                    CountRecord(block, offset);
+                    Statistics.PageRecords++;
+                    break;
+                }
 
             case F.RamFlagZero:
-            {
-                if (!TryReadBlock(ref reader, flags, out var block) || !reader.TryRead(out var fill))
                 {
-                    return false;
-                }
+                    if (!TryReadBlock(ref reader, flags, out var block) || !reader.TryRead(out var fill))
+                    {
+                        return false;
+                    }
 
-                CheckOffset(block, offset, _position);
-                ev.Kind = EventKind.Filled;
-                ev.Block = block;
-                ev.Offset = offset;
-                ev.Fill = fill;
-                CountRecord(block, offset);
-                Statistics.FilledRecords++;
-                break;
-            }
+                    CheckOffset(block, offset, _position);
+                    ev.Kind = EventKind.Filled;
+                    ev.Block = block;
+                    ev.Offset = offset;
+                    ev.Fill = fill;
+                    CountRecord(block, offset);
+                    Statistics.FilledRecords++;
+                    break;
+                }
 
             case F.RamFlagMemSize:
                 if (!_inStartChunk || _blocks.Length != 0 || (flags & F.RamFlagContinue) != 0)

@@ -183,58 +183,58 @@ public sealed partial class QemuStreamReader
         switch (type)
         {
             case F.SectionStart:
-            {
-                if (!reader.TryReadBigEndian(out int id) || !TryReadCountedString(ref reader, out var idStr)
-                    || !reader.TryReadBigEndian(out int instance) || !reader.TryReadBigEndian(out int version))
                 {
-                    return false;
-                }
+                    if (!reader.TryReadBigEndian(out int id) || !TryReadCountedString(ref reader, out var idStr)
+                        || !reader.TryReadBigEndian(out int instance) || !reader.TryReadBigEndian(out int version))
+                    {
+                        return false;
+                    }
 
-                var name = Encoding.Latin1.GetString(idStr);
-                if (name != F.RamIdStr)
-                {
-                    // block / dirty-bitmap migration: their chunks are not self-delimiting for us.
-                    ThrowUnsupported(_position, $"iterative section '{name}' (only \"ram\" is; block/dirty-bitmap migration must be off)");
-                }
+                    var name = Encoding.Latin1.GetString(idStr);
+                    if (name != F.RamIdStr)
+                    {
+                        // block / dirty-bitmap migration: their chunks are not self-delimiting for us.
+                        ThrowUnsupported(_position, $"iterative section '{name}' (only \"ram\" is; block/dirty-bitmap migration must be off)");
+                    }
 
-                if (_ramStarted)
-                {
-                    ThrowMalformed(_position, "one ram START section", "a second one");
-                }
+                    if (_ramStarted)
+                    {
+                        ThrowMalformed(_position, "one ram START section", "a second one");
+                    }
 
-                if ((uint)version != F.RamSectionVersion)
-                {
-                    ThrowUnsupported(_position, $"ram section version {(uint)version} (QEMU 7.2 ram_load reads only version {F.RamSectionVersion})");
-                }
+                    if ((uint)version != F.RamSectionVersion)
+                    {
+                        ThrowUnsupported(_position, $"ram section version {(uint)version} (QEMU 7.2 ram_load reads only version {F.RamSectionVersion})");
+                    }
 
-                _ramStarted = true;
-                _ramSectionId = (uint)id;
-                _ramInstanceId = (uint)instance;
-                _ramVersion = (uint)version;
-                _chunkSectionId = (uint)id;
-                _inStartChunk = true;
-                break;
-            }
+                    _ramStarted = true;
+                    _ramSectionId = (uint)id;
+                    _ramInstanceId = (uint)instance;
+                    _ramVersion = (uint)version;
+                    _chunkSectionId = (uint)id;
+                    _inStartChunk = true;
+                    break;
+                }
 
             case F.SectionPart:
             case F.SectionEnd:
-            {
-                if (!reader.TryReadBigEndian(out int id))
                 {
-                    return false;
-                }
+                    if (!reader.TryReadBigEndian(out int id))
+                    {
+                        return false;
+                    }
 
-                if (!_ramStarted || (uint)id != _ramSectionId)
-                {
-                    ThrowMalformed(_position,
-                        _ramStarted ? $"a PART/END of the ram section (id {_ramSectionId})" : "the ram START section before any PART/END",
-                        $"section type {type} with id {(uint)id}");
-                }
+                    if (!_ramStarted || (uint)id != _ramSectionId)
+                    {
+                        ThrowMalformed(_position,
+                            _ramStarted ? $"a PART/END of the ram section (id {_ramSectionId})" : "the ram START section before any PART/END",
+                            $"section type {type} with id {(uint)id}");
+                    }
 
-                _chunkSectionId = (uint)id;
-                _inStartChunk = false;
-                break;
-            }
+                    _chunkSectionId = (uint)id;
+                    _inStartChunk = false;
+                    break;
+                }
 
             case F.SectionFull:
             case F.Eof:
@@ -250,28 +250,28 @@ public sealed partial class QemuStreamReader
                 return true;
 
             case F.Command:
-            {
-                if (!reader.TryReadBigEndian(out short cmd) || !reader.TryReadBigEndian(out short len))
                 {
-                    return false;
-                }
+                    if (!reader.TryReadBigEndian(out short cmd) || !reader.TryReadBigEndian(out short len))
+                    {
+                        return false;
+                    }
 
-                var command = (ushort)cmd;
-                if (command is F.CommandPostcopyAdvise or F.CommandPackaged)
-                {
-                    // ADVISE changes the ram START layout (per-block page sizes); PACKAGED nests a whole stream.
-                    ThrowUnsupported(_position, $"postcopy command {command} (a background snapshot never sends it)");
-                }
+                    var command = (ushort)cmd;
+                    if (command is F.CommandPostcopyAdvise or F.CommandPackaged)
+                    {
+                        // ADVISE changes the ram START layout (per-block page sizes); PACKAGED nests a whole stream.
+                        ThrowUnsupported(_position, $"postcopy command {command} (a background snapshot never sends it)");
+                    }
 
-                // Other commands (OPEN_RETURN_PATH, PING, …) carry nothing a snapshot needs: skipped, not replayed.
-                if (!TrySkip(ref reader, (ushort)len))
-                {
-                    return false;
-                }
+                    // Other commands (OPEN_RETURN_PATH, PING, …) carry nothing a snapshot needs: skipped, not replayed.
+                    if (!TrySkip(ref reader, (ushort)len))
+                    {
+                        return false;
+                    }
 
-                Consume(ref buffer, ref reader, null);
-                return true;
-            }
+                    Consume(ref buffer, ref reader, null);
+                    return true;
+                }
 
             default:
                 ThrowMalformed(_position, "a section type (START 1, PART 2, END 3, FULL 4, EOF 0, COMMAND 8)",
