@@ -1,6 +1,6 @@
 using StreamClone.Source.Live;
-using F = StreamClone.Shared.Model.QemuStreamFormat;
 using static StreamClone.Tests.Unit.QemuStream.QemuStreamVectors;
+using F = StreamClone.Shared.Model.QemuStreamFormat;
 
 namespace StreamClone.Tests.Unit.QemuStream;
 
