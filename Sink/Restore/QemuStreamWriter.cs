@@ -119,6 +119,15 @@ public sealed class QemuStreamWriter
             throw new NotSupportedException($"Target page size {blob.TargetPageSize} is not supported (only {PageSize}).");
         }
 
+        // Counted strings (qemu-file.c qemu_put_counted_string) hold at most 255 bytes.
+        foreach (var name in blob.Blocks.Select(b => b.Name).Append(blob.RamIdStr))
+        {
+            if (name.Length is 0 or > 255)
+            {
+                throw new ArgumentException($"RAM block / section name '{name}' does not fit a counted string (1..255 bytes).", nameof(blob));
+            }
+        }
+
         Write(blob.Preamble.Span);
         WriteStartChunk(blob);
         await FlushAsync(ct);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Text;
 using StreamClone.Shared.Model;
 using F = StreamClone.Shared.Model.QemuStreamFormat;
@@ -28,6 +29,9 @@ public sealed partial class QemuStreamReader
 
     /// <summary>"Current block" of CONTINUE records; persists across chunks (ram.c last_recv_block).</summary>
     private int _currentBlock = -1;
+
+    /// <summary>One bit per page and block: which pages were sent (duplicates, completeness).</summary>
+    private ulong[][] _seen = [];
 
     private int _lastBlock = -1;
     private long _lastOffset = -PageSize;
@@ -193,6 +197,11 @@ public sealed partial class QemuStreamReader
     // GPA (needs x-ignore-shared, rejected) entries can occur.
     private bool TryReadBlockList(ref SequenceReader<byte> reader, long total)
     {
+        if (total > _options.MaxRamBytes)
+        {
+            ThrowUnsupported(_position, $"MEM_SIZE total {total} bytes above QemuStreamReaderOptions.MaxRamBytes ({_options.MaxRamBytes})");
+        }
+
         var blocks = new List<RamBlockInfo>();
         var names = new List<byte[]>();
         long sum = 0;
@@ -229,6 +238,7 @@ public sealed partial class QemuStreamReader
 
         _blocks = [.. blocks];
         _blockNames = [.. names];
+        _seen = [.. blocks.Select(b => new ulong[(((b.UsedLength + PageSize - 1) / PageSize) + 63) / 64])];
         return true;
     }
 
@@ -244,6 +254,15 @@ public sealed partial class QemuStreamReader
 
     private void CountRecord(int block, long offset)
     {
+        var page = offset / PageSize;
+        ref var word = ref _seen[block][page >> 6];
+        var bit = 1UL << (int)(page & 63);
+        if ((word & bit) != 0)
+        {
+            Statistics.DuplicateRecords++;
+        }
+
+        word |= bit;
         if (block != _lastBlock || offset != _lastOffset + PageSize)
         {
             Statistics.OutOfOrderRecords++;
@@ -251,6 +270,27 @@ public sealed partial class QemuStreamReader
 
         _lastBlock = block;
         _lastOffset = offset;
+    }
+
+    /// <summary>At the end of the stream: every page of every block must have been sent (see RequireEveryPage).</summary>
+    private void CheckEveryPageSeen()
+    {
+        for (var block = 0; block < _blocks.Length; block++)
+        {
+            var pages = (_blocks[block].UsedLength + PageSize - 1) / PageSize;
+            long seen = 0;
+            foreach (var word in _seen[block])
+            {
+                seen += BitOperations.PopCount(word);
+            }
+
+            if (seen != pages)
+            {
+                throw new QemuStreamException(_position,
+                    $"Incomplete QEMU migration stream: block \"{_blocks[block].Name}\" got {seen} of its {pages} pages by the end of the stream " +
+                    "(multifd sends pages on other channels, which this reader does not see; a background snapshot sends every page once).");
+            }
+        }
     }
 
     private static bool SequenceEquals(ReadOnlySequence<byte> sequence, byte[] value)

@@ -21,6 +21,21 @@ public sealed class QemuStreamReaderOptions
     /// device region has no lengths, the vmdesc is the only way to tell "complete" from "cut short" there.
     /// </summary>
     public bool RequireVmDescription { get; init; } = true;
+
+    /// <summary>
+    /// Demand that every page of every block was sent at least once (PAGE or ZERO) before the device state. True of
+    /// every complete precopy stream: the first pass sends all pages (ram.c ram_list_init_bitmaps starts all-ones),
+    /// and a background snapshot sends each exactly once (note §8.1). It catches a stream whose pages went elsewhere
+    /// (multifd sends pages on separate channels that this reader never sees; 7.2 leaves no mark of it in the main
+    /// stream). Turn off only for streams that omit pages on purpose, such as <c>QemuStreamWriter</c>'s output.
+    /// </summary>
+    public bool RequireEveryPage { get; init; } = true;
+
+    /// <summary>
+    /// Cap on the MEM_SIZE total (sum of all blocks' used_length), checked before sizing the page bitmap from it
+    /// (1 bit per 4 KiB page: 32 MiB at the 1 TiB default).
+    /// </summary>
+    public long MaxRamBytes { get; init; } = 1L << 40;
 }
 
 /// <summary>Counters of one <see cref="QemuStreamReader"/> run.</summary>
@@ -38,6 +53,8 @@ public sealed class QemuStreamStatistics
     /// <summary>Pages whose bytes straddled two pipe segments and were copied into the reader's straddle buffer.</summary>
     public long StraddledPages { get; internal set; }
     public long DeviceRegionBytes { get; internal set; }
+    /// <summary>PAGE/ZERO records for a page that was already sent (never in a background snapshot; later one wins).</summary>
+    public long DuplicateRecords { get; internal set; }
 }
 
 /// <summary>
@@ -163,6 +180,11 @@ public sealed partial class QemuStreamReader
                 }
 
                 var blob = FinishDeviceRegion();
+                if (_options.RequireEveryPage)
+                {
+                    CheckEveryPageSeen();
+                }
+
                 _state = State.Done;
                 await _sink.OnDeviceStateAsync(blob, ct);
                 return;

@@ -148,7 +148,9 @@ public class QemuStreamReaderTests
     {
         var preamble = new QemuStreamBuilder().FileHeader()
             .Configuration("pc-i440fx-7.2", capabilities: [], uuid: new byte[16]).ToArray();
-        var data = new QemuStreamBuilder().Bytes(preamble).RamStart(2, ("pc.ram", 4096)).Bytes(DeviceRegion()).ToArray();
+        var data = new QemuStreamBuilder().Bytes(preamble).RamStart(2, ("pc.ram", 4096))
+            .ShortHeader(0x02, 2).Zero("pc.ram", 0).Eos().Footer(2)
+            .Bytes(DeviceRegion()).ToArray();
 
         var sink = await ReadWholeAsync(data);
 
@@ -159,6 +161,7 @@ public class QemuStreamReaderTests
     public async Task Device_region_ending_in_bare_EOF_is_accepted_only_when_vmdesc_is_not_required()
     {
         var data = new QemuStreamBuilder().Bytes(Preamble()).RamStart(2, ("pc.ram", 4096))
+            .ShortHeader(0x02, 2).Zero("pc.ram", 0).Eos().Footer(2)
             .Full(0, "timer", [1, 2, 3]).Eof().ToArray();
 
         var ex = await Assert.ThrowsAsync<QemuStreamException>(() => ReadWholeAsync(data));
@@ -178,5 +181,48 @@ public class QemuStreamReaderTests
         var ex = await Assert.ThrowsAsync<QemuStreamException>(
             () => ReadWholeAsync(data, new QemuStreamReaderOptions { MaxDeviceRegionBytes = 4096 }));
         Assert.Contains("MaxDeviceRegionBytes", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_stream_that_misses_pages_is_refused_unless_allowed()
+    {
+        // What a multifd stream's main channel looks like to this reader: pages announced, some never sent.
+        var data = new QemuStreamBuilder().Bytes(Preamble()).RamStart(2, ("pc.ram", 3 * 4096))
+            .ShortHeader(0x02, 2).Page("pc.ram", 0, P1).Zero(null, 0x2000).Eos().Footer(2)
+            .Bytes(DeviceRegion()).ToArray();
+
+        var ex = await Assert.ThrowsAsync<QemuStreamException>(() => ReadWholeAsync(data));
+        Assert.Contains("block \"pc.ram\" got 2 of its 3 pages", ex.Message, StringComparison.Ordinal);
+
+        var sink = await ReadWholeAsync(data, new QemuStreamReaderOptions { RequireEveryPage = false });
+        Assert.NotNull(sink.DeviceState);
+    }
+
+    [Fact]
+    public async Task Duplicate_pages_are_delivered_and_counted()
+    {
+        // Ordinary live migration resends dirtied pages (later copy wins); a background snapshot never does.
+        var pipe = new Pipe();
+        await pipe.Writer.WriteAsync(new QemuStreamBuilder().Bytes(Preamble()).RamStart(2, ("pc.ram", 4096))
+            .ShortHeader(0x02, 2).Page("pc.ram", 0, P1).Eos().Footer(2)
+            .ShortHeader(0x03, 2).Page(null, 0, P2).Eos().Footer(2)
+            .Bytes(DeviceRegion()).ToArray(), TestContext.Current.CancellationToken);
+        await pipe.Writer.CompleteAsync();
+        var sink = new RecordingSink();
+        var reader = new QemuStreamReader(pipe.Reader, sink);
+        await reader.ReadToEndAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal([P1, P2], sink.Pages);
+        Assert.Equal(1, reader.Statistics.DuplicateRecords);
+    }
+
+    [Fact]
+    public async Task A_MEM_SIZE_total_above_the_cap_is_refused_before_sizing_anything()
+    {
+        var data = new QemuStreamBuilder().Bytes(Preamble()).FullHeader(0x01, 2, "ram", 0, 4)
+            .Be64((1UL << 50) | 0x04).ToArray();
+
+        var ex = await Assert.ThrowsAsync<QemuStreamException>(() => ReadWholeAsync(data));
+        Assert.Contains("MaxRamBytes", ex.Message, StringComparison.Ordinal);
     }
 }
