@@ -23,7 +23,10 @@ public static class QemuStreamFormat
     public const byte Command = 0x08;
     public const byte SectionFooter = 0x7E;
 
-    // savevm.c enum qemu_vm_cmd: commands that change how what follows must be parsed.
+    // savevm.c enum qemu_vm_cmd. 1 and 2 only concern the return path; 3.. are postcopy/COLO and change how what
+    // follows must be parsed (ADVISE: per-block page sizes in the ram START; PACKAGED: a nested stream).
+    public const ushort CommandOpenReturnPath = 1;
+    public const ushort CommandPing = 2;
     public const ushort CommandPostcopyAdvise = 3;
     public const ushort CommandPackaged = 7;
 

@@ -257,13 +257,13 @@ public sealed partial class QemuStreamReader
                     }
 
                     var command = (ushort)cmd;
-                    if (command is F.CommandPostcopyAdvise or F.CommandPackaged)
+                    if (command is not (F.CommandOpenReturnPath or F.CommandPing))
                     {
-                        // ADVISE changes the ram START layout (per-block page sizes); PACKAGED nests a whole stream.
-                        ThrowUnsupported(_position, $"postcopy command {command} (a background snapshot never sends it)");
+                        // Postcopy (ADVISE changes the ram START layout, PACKAGED nests a stream) or COLO commands.
+                        ThrowUnsupported(_position, $"command {command} (postcopy/COLO; a background snapshot never sends it)");
                     }
 
-                    // Other commands (OPEN_RETURN_PATH, PING, …) carry nothing a snapshot needs: skipped, not replayed.
+                    // OPEN_RETURN_PATH and PING concern only the return path: skipped, not replayed.
                     if (!TrySkip(ref reader, (ushort)len))
                     {
                         return false;

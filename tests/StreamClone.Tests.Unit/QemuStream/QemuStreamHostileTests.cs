@@ -138,7 +138,12 @@ public class QemuStreamHostileTests
         {
             "postcopy advise",
             new QemuStreamBuilder().Bytes(Preamble()).U8(F.Command).Be16(3).Be16(16).Be64(0).Be64(0).ToArray(),
-            "postcopy command 3"
+            "command 3 (postcopy/COLO"
+        },
+        {
+            "postcopy listen",
+            AfterStart().U8(F.Command).Be16(4).Be16(0).ToArray(),
+            "command 4 (postcopy/COLO"
         },
         {
             "device state before ram",
