@@ -135,6 +135,7 @@ public sealed partial class QemuStreamReader
         {
             var result = await _input.ReadAsync(ct);
             var buffer = result.Buffer;
+            long unparsed;
             try
             {
                 while (_state != State.DeviceRegion)
@@ -163,6 +164,7 @@ public sealed partial class QemuStreamReader
             finally
             {
                 // Everything parsed is consumed; the rest is "examined" so ReadAsync waits for more bytes.
+                unparsed = buffer.Length;
                 _input.AdvanceTo(buffer.Start, buffer.End);
             }
 
@@ -176,7 +178,7 @@ public sealed partial class QemuStreamReader
             {
                 if (_state != State.DeviceRegion)
                 {
-                    ThrowCutShort(_position + buffer.Length, _pending, _position);
+                    ThrowCutShort(_position + unparsed, _pending, _position);
                 }
 
                 var blob = FinishDeviceRegion();
