@@ -83,8 +83,17 @@ internal sealed partial class HmpQemu : IAsyncDisposable
     /// <summary>Sends one HMP command; returns what it printed (without echo and prompt).</summary>
     public async Task<string> CommandAsync(string command, CancellationToken ct, TimeSpan? timeout = null)
     {
-        await _process.StandardInput.WriteLineAsync(command.AsMemory(), ct);
-        await _process.StandardInput.FlushAsync(ct);
+        try
+        {
+            await _process.StandardInput.WriteLineAsync(command.AsMemory(), ct);
+            await _process.StandardInput.FlushAsync(ct);
+        }
+        catch (IOException e)
+        {
+            // QEMU exits on a failed incoming migration: report that, with its stderr, not the broken stdin pipe.
+            await _process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+            throw new InvalidOperationException($"QEMU exited with code {_process.ExitCode} before '{command}'; stderr:\n{Stderr}", e);
+        }
         var text = await WaitForPromptAsync(timeout ?? TimeSpan.FromSeconds(30), ct);
         // The first line is the echoed command (readline redraws it char by char; only the last state matters).
         var newline = text.IndexOf('\n', StringComparison.Ordinal);

@@ -115,8 +115,7 @@ public class QemuSnapshotStreamTests
             await using (var destination = await HmpQemu.StartAsync([.. Machine, "-incoming", $"unix:{incomingSocket}"], ct))
             {
                 Assert.Contains("inmigrate", await destination.CommandAsync("info status", ct), StringComparison.Ordinal);
-                using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                await client.ConnectAsync(new UnixDomainSocketEndPoint(incomingSocket), ct);
+                using var client = await ConnectWhenListeningAsync(incomingSocket, destination, ct);
                 QemuStreamWriterStatistics written;
                 await using (var stream = new NetworkStream(client, ownsSocket: false))
                 {
@@ -132,11 +131,70 @@ public class QemuSnapshotStreamTests
                 Assert.True(status.Contains("VM status: running", StringComparison.Ordinal), $"{status}\nstderr:\n{destination.Stderr}");
                 Assert.Equal(store.Pages.Count, written.PageRecords);
             }
+
+            // 4. The check above means something: the same stream with pc.ram announced at half its size is refused.
+            var wrong = new DeviceStateBlob(restored.Preamble, restored.RamSectionId, restored.RamIdStr, restored.RamInstanceId,
+                restored.RamVersion, restored.TargetPageSize,
+                [new RamBlockInfo("pc.ram", RamBytes / 2), .. restored.Blocks.Skip(1)], restored.DeviceRegion);
+            var refused = await RestoreExpectingFailureAsync(wrong, store, Path.Combine(dir.FullName, "in2.sock"), ct);
+            output?.WriteLine("refused: " + refused.Trim());
+            Assert.Contains("load of migration failed", refused, StringComparison.Ordinal);
         }
         finally
         {
             dir.Delete(recursive: true);
         }
+    }
+
+    /// <summary>
+    /// Connects to a destination's <c>-incoming unix:</c> socket. QEMU prints its first monitor prompt before it
+    /// creates that listener, and neither HMP nor the socket announces it, so connection attempts are retried (50 ms
+    /// apart, 30 s at most) while the process lives.
+    /// </summary>
+    private static async Task<Socket> ConnectWhenListeningAsync(string path, HmpQemu destination, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), ct);
+                return socket;
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                socket.Dispose();
+                Assert.Contains("inmigrate", await destination.CommandAsync("info status", ct), StringComparison.Ordinal);
+                await Task.Delay(50, ct);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Feeds <paramref name="blob"/> to a fresh destination that must exit; returns its stderr.</summary>
+    private static async Task<string> RestoreExpectingFailureAsync(DeviceStateBlob blob, IRamSource ram, string socketPath, CancellationToken ct)
+    {
+        await using var destination = await HmpQemu.StartAsync([.. Machine, "-incoming", $"unix:{socketPath}"], ct);
+        using var client = await ConnectWhenListeningAsync(socketPath, destination, ct);
+        try
+        {
+            await using var stream = new NetworkStream(client, ownsSocket: false);
+            await QemuStreamWriter.WriteAsync(blob, ram, stream, ct: ct);
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            // QEMU may close the socket as soon as it rejects the block list.
+        }
+
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => destination.PollAsync("info status",
+            s => false, TimeSpan.FromSeconds(60), ct));
+        Assert.Contains("QEMU exited", ex.Message, StringComparison.Ordinal);
+        return destination.Stderr;
     }
 
     /// <summary>Socket → pipe (the reader's input), and its first <see cref="CutAt"/> bytes into a second pipe.</summary>
