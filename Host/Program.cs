@@ -9,4 +9,5 @@ root.Subcommands.Add(SinkCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(GuestCommand.Create());
 return await root.Parse(args).InvokeAsync();
