@@ -10,4 +10,5 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(GuestCommand.Create());
+root.Subcommands.Add(VmCommand.Create());
 return await root.Parse(args).InvokeAsync();
