@@ -128,9 +128,10 @@ public static class QmpMigration
     /// <summary>
     /// Loads a migration stream from <paramref name="fd"/> into a VM started with -incoming defer:
     /// events on (plus <paramref name="capabilities"/>), getfd, migrate-incoming fd:NAME, wait for completion.
-    /// The VM resumes by itself if the source was running (qmp.md §6).
+    /// The VM resumes by itself only if the source was running when the snapshot started (qmp.md §6);
+    /// returns query-status' status ("running", or "paused": then <c>cont</c> starts it).
     /// </summary>
-    public static async Task IncomingFromFdAsync(this QmpClient qmp, SafeHandle fd, TimeSpan timeout,
+    public static async Task<string> IncomingFromFdAsync(this QmpClient qmp, SafeHandle fd, TimeSpan timeout,
         IReadOnlyCollection<string>? capabilities = null, string fdName = "scin", CancellationToken ct = default)
     {
         await qmp.SetOnlyMigrationCapabilitiesAsync([.. capabilities ?? [], "events"], ct);
@@ -140,5 +141,7 @@ public static class QmpMigration
         var status = await qmp.WaitForMigrationEndAsync(mark, timeout, ct);
         if (status != "completed")
             throw new InvalidOperationException($"incoming migration on {qmp.Path} ended {status}");
+        var run = await qmp.ExecuteAsync("query-status", null, ct);
+        return run.GetProperty("status").GetString() ?? "";
     }
 }

@@ -26,6 +26,13 @@ public sealed partial class VmLauncher
         }
     }
 
+    /// <summary>The console lines buffered so far (the last 100 000).</summary>
+    public IReadOnlyList<string> GetConsoleLines()
+    {
+        lock (_consoleLock)
+            return _console.Select(l => l.Text).ToList();
+    }
+
     /// <summary>Console lines numbered above <paramref name="afterLine"/> (1-based), buffered then live,
     /// until QEMU closes its console (the VM exited) or <paramref name="ct"/> fires.</summary>
     public async IAsyncEnumerable<string> ReadConsoleAsync(long afterLine = 0, [EnumeratorCancellation] CancellationToken ct = default)
