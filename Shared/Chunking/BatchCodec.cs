@@ -1,5 +1,5 @@
-using ZstdSharp;
 using StreamClone.Shared.Protocol;
+using ZstdSharp;
 
 namespace StreamClone.Shared.Chunking;
 
