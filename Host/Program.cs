@@ -10,6 +10,8 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(ImageCommand.Create());
+root.Subcommands.Add(GuestCommand.Create());
+root.Subcommands.Add(VmCommand.Create());
 
 // Expected failures (a bad peer, a full disk, a missing file) end the command with one clear line
 // and exit code 1; the details are already in the log. Anything else keeps its stack trace.
@@ -18,7 +20,8 @@ try
     return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (Exception ex) when (ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
-    or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException)
+    or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
+    or StreamClone.Shared.Qemu.QmpException or StreamClone.Shared.Qemu.QmpProtocolException)
 {
     Console.Error.WriteLine($"streamclone: {ex.Message}");
     return 1;
