@@ -12,6 +12,7 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(ImageCommand.Create());
 root.Subcommands.Add(GuestCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
+root.Subcommands.Add(RestoreCommand.Create());
 
 // Expected failures (a bad peer, a full disk, a missing file) end the command with one clear line
 // and exit code 1; the details are already in the log. Anything else keeps its stack trace.

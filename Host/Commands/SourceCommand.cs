@@ -3,8 +3,10 @@ using System.Text.Json;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
+using StreamClone.Shared.Qemu;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
+using StreamClone.Source.Live;
 using StreamClone.Source.Server;
 
 namespace StreamClone.Host.Commands;
@@ -16,9 +18,10 @@ internal static class SourceCommand
         var images = new Option<string[]>("--image")
         {
             Description = "Image file to offer; repeat for several objects. Suffix :memory, :disk or :device sets the kind (default memory).",
-            Required = true,
             AllowMultipleArgumentsPerToken = true,
         };
+        var qmpSocket = new Option<string?>("--qmp") { Description = "Snapshot the running VM behind this QMP socket (disks and memory, copy-on-write) and offer that instead of images." };
+        var workDir = new Option<string?>("--work-dir") { Description = "With --qmp: where disk overlays and the RAM pages go (default: a new temp dir)." };
         var listen = new Option<string>("--listen") { Description = "Address to listen on.", DefaultValueFactory = _ => "127.0.0.1:7070" };
         var portFile = new Option<string?>("--port-file") { Description = "Write the bound port here once listening (for --listen HOST:0)." };
         var chunkSize = new Option<int>("--chunk-size") { Description = "Bytes per chunk (multiple of 4096): the unit of hashing, dedup and demand.", DefaultValueFactory = _ => 4096 };
@@ -33,7 +36,7 @@ internal static class SourceCommand
 
         var command = new Command("source", "Offer image files as a snapshot to sinks and relays: chunk, hash, drop zeros, dedup, compress, stream; answer demand requests first.")
         {
-            images, listen, portFile, chunkSize, batchChunks, level, sessions, snapshotId, notSentLowat, parallelism, json, logLevel,
+            images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, snapshotId, notSentLowat, parallelism, json, logLevel,
         };
         command.SetAction(async (result, ct) =>
         {
@@ -47,8 +50,22 @@ internal static class SourceCommand
                 Parallelism = result.GetValue(parallelism),
             };
             var transport = TransportOptions.Default with { BulkNotSentLowWatermark = result.GetValue(notSentLowat) };
-            var files = result.GetValue(images)!.Select(ParseImage).ToList();
-            await using var input = ImageFileInput.Open(files, options.ChunkSize, result.GetValue(snapshotId) ?? Guid.NewGuid().ToString("N"));
+            var id = result.GetValue(snapshotId) ?? Guid.NewGuid().ToString("N");
+            await using var qmp = result.GetValue(qmpSocket) is { } qmpPath ? await QmpClient.ConnectAsync(qmpPath, null, logger, ct) : null;
+            await using var live = qmp is null ? null
+                : await LiveVmSnapshot.StartAsync(qmp, result.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-live-{id}"), options.ChunkSize, id, logger, ct);
+            var imageSpecs = result.GetValue(images) ?? [];
+            if (live is null && imageSpecs.Length == 0)
+            {
+                Console.Error.WriteLine("source: give --image FILE (one or more) or --qmp SOCKET");
+                return 2;
+            }
+            await using var files = live is null ? ImageFileInput.Open([.. imageSpecs.Select(ParseImage)], options.ChunkSize, id) : null;
+            ISnapshotInput input = live is null ? files! : live.Input;
+            if (live is not null)
+            {
+                await live.Input.OfferReady.WaitAsync(TimeSpan.FromSeconds(60), ct);
+            }
             await using var server = new SourceServer(input, options, transport, logger);
             var bound = server.Listen(HostServices.ParseEndPoint(result.GetValue(listen)!));
             if (result.GetValue(portFile) is { } path)
@@ -99,7 +116,7 @@ internal static class SourceCommand
             }).ToList();
             if (asJson)
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { snapshot = input.Offer.SnapshotId, sessions = summaries, peak_rss_mb = ProcessStats.PeakRssMiB() }, HostServices.Json));
+                Console.WriteLine(JsonSerializer.Serialize(new { snapshot = input.Offer.SnapshotId, sessions = summaries, live = await LiveSummaryAsync(live), peak_rss_mb = ProcessStats.PeakRssMiB() }, HostServices.Json));
             }
             else
             {
@@ -108,6 +125,24 @@ internal static class SourceCommand
             return ended.All(s => s.Completed) ? 0 : 1;
         });
         return command;
+    }
+
+    private static async Task<object?> LiveSummaryAsync(LiveVmSnapshot? live)
+    {
+        if (live is null)
+        {
+            return null;
+        }
+        var info = await live.Completion;
+        var objects = live.Input.Offer.Objects;
+        return new
+        {
+            downtime_ms = info.DowntimeMs,
+            stop_to_restart_ms = Math.Round(live.GuestPause.TotalMilliseconds, 2),
+            migration_ms = info.TotalTimeMs,
+            memory_bytes = objects.Where(o => o.Kind == ObjectKind.Memory).Sum(o => o.Size),
+            disk_bytes = objects.Where(o => o.Kind == ObjectKind.Disk).Sum(o => o.Size),
+        };
     }
 
     private static (string, ObjectKind) ParseImage(string spec)

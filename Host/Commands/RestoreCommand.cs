@@ -1,0 +1,69 @@
+using System.CommandLine;
+using System.Text.Json;
+using StreamClone.Shared.Qemu;
+using StreamClone.Sink.Restore;
+using StreamClone.Sink.Store;
+
+namespace StreamClone.Host.Commands;
+
+internal static class RestoreCommand
+{
+    public static Command Create()
+    {
+        var store = new Option<string>("--store") { Description = "The sink store holding the snapshot.", Required = true };
+        var snapshot = new Option<string?>("--snapshot") { Description = "Snapshot id (default: the newest complete one)." };
+        var memory = new Option<string>("--memory") { Description = "Guest RAM; must match the source VM.", DefaultValueFactory = _ => "256M" };
+        var accel = new Option<VmAccel>("--accel") { Description = "kvm, tcg or auto.", DefaultValueFactory = _ => VmAccel.Tcg };
+        var guest = new Option<string?>("--guest") { Description = $"Guest directory the source VM ran (default {GuestBuilder.DefaultDirectory}); kernel and firmware must match." };
+        var seconds = new Option<double>("--seconds") { Description = "Run the clone this long, printing its console, then stop it (0 = until Ctrl+C).", DefaultValueFactory = _ => 0 };
+        var workDir = new Option<string?>("--work-dir") { Description = "Where the clone's disk overlay goes (default: a temp dir)." };
+        var json = CommonOptions.Json();
+        var logLevel = CommonOptions.LogLevel();
+        var command = new Command("restore", "Start a clone VM from a complete snapshot in a sink store: its own copy-on-write disk on the frozen base, memory and devices as of the snapshot instant.")
+        {
+            store, snapshot, memory, accel, guest, seconds, workDir, json, logLevel,
+        };
+        command.SetAction(async (r, ct) =>
+        {
+            using var logging = HostServices.CreateLogging(r.GetValue(logLevel));
+            var logger = logging.CreateLogger("restore");
+            using var chunkStore = ChunkStore.Open(r.GetValue(store)!, logger);
+            var id = r.GetValue(snapshot) ?? chunkStore.ListSnapshots().Where(s => s.IsComplete).OrderBy(s => s.CreatedUtc).LastOrDefault()?.SnapshotId
+                ?? throw new InvalidDataException("the store holds no complete snapshot");
+            var assembly = chunkStore.GetSnapshot(id) ?? throw new InvalidDataException($"the store has no snapshot {id}");
+            var image = r.GetValue(guest) is { } dir ? GuestImage.Open(dir) : await GuestBuilder.BuildAsync(null, logger, ct);
+            var work = r.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-clone-{Guid.NewGuid():N}");
+            var vm = new VmOptions { Guest = image, Memory = r.GetValue(memory)!, Accel = r.GetValue(accel) };
+            await using var clone = await CloneRestorer.RestoreAsync(assembly, vm, work, logger, ct);
+            var asJson = r.GetValue(json);
+            if (!asJson)
+            {
+                Console.WriteLine($"clone of {id} running after {clone.RestoreTime.TotalMilliseconds:F0} ms (QMP {clone.Vm.QmpSocketPath})");
+            }
+            using var runFor = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            if (r.GetValue(seconds) is > 0 and var s)
+            {
+                runFor.CancelAfter(TimeSpan.FromSeconds(s));
+            }
+            try
+            {
+                await foreach (var line in clone.Vm.ReadConsoleAsync(0, runFor.Token))
+                {
+                    if (!asJson)
+                    {
+                        Console.WriteLine($"clone | {line}");
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+            }
+            if (asJson)
+            {
+                Console.WriteLine(JsonSerializer.Serialize(new { snapshot = id, restore_seconds = Math.Round(clone.RestoreTime.TotalSeconds, 3), console = clone.Vm.GetConsoleLines().TakeLast(5) }, HostServices.Json));
+            }
+            return 0;
+        });
+        return command;
+    }
+}

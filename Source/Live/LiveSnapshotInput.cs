@@ -1,0 +1,286 @@
+using System.IO.MemoryMappedFiles;
+using StreamClone.Shared.Model;
+using StreamClone.Shared.Protocol;
+using StreamClone.Source.Inputs;
+
+namespace StreamClone.Source.Live;
+
+/// <summary>
+/// A live VM's snapshot as it arrives: RAM pages land at their place in each RAM block (parsed from
+/// QEMU's background-snapshot migration stream by <see cref="QemuStreamReader"/>), the frozen disk
+/// bases are read as they are, and the device state becomes one object at the end. Readers (the
+/// bulk pass, demand requests) wait for pages that have not arrived yet, so sinks are served while
+/// the migration is still running. Pages are kept in a sparse memory-mapped file per RAM block so
+/// later sinks and demand requests can read any page: the stream itself is never written anywhere.
+/// </summary>
+public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStreamSink
+{
+    private readonly string _workDir;
+    private readonly int _chunkSize;
+    private readonly string _snapshotId;
+    private readonly IReadOnlyList<string> _diskBases;
+    private readonly TaskCompletionSource<SnapshotOfferMessage> _offer = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private RamBlock[] _blocks = [];
+    private Inputs.ImageFileInput? _disks;
+    private byte[]? _deviceState;
+
+    /// <param name="workDir">Where the RAM block files go (sparse; removed on dispose).</param>
+    /// <param name="diskBases">Frozen raw disk bases, offered after the RAM blocks.</param>
+    /// <param name="chunkSize">Bytes per chunk.</param>
+    /// <param name="snapshotId">The snapshot's id.</param>
+    public LiveSnapshotInput(string workDir, IReadOnlyList<string> diskBases, int chunkSize, string snapshotId)
+    {
+        ChunkMath.ValidateChunkSize(chunkSize);
+        _workDir = workDir;
+        _diskBases = diskBases;
+        _chunkSize = chunkSize;
+        _snapshotId = snapshotId;
+        Directory.CreateDirectory(workDir);
+    }
+
+    /// <summary>The offer, once the RAM block list has arrived (the first thing after the stream's header).</summary>
+    public Task<SnapshotOfferMessage> OfferReady => _offer.Task;
+
+    public SnapshotOfferMessage Offer => _offer.Task.IsCompletedSuccessfully
+        ? _offer.Task.Result
+        : throw new InvalidOperationException("The RAM block list has not arrived yet.");
+
+    /// <summary>Completes when every page and the device state are in; faults if the stream failed.</summary>
+    public Task Completed => _completed.Task;
+
+    public long PagesReceived => _blocks.Sum(b => b.PagesPresent);
+
+    /// <summary>Ends the input with an error: readers waiting for pages fail with it instead of hanging.</summary>
+    public void Fail(Exception error)
+    {
+        _offer.TrySetException(error);
+        _completed.TrySetException(error);
+        foreach (var block in _blocks)
+        {
+            block.Fail(error);
+        }
+        _deviceStateArrived.TrySetException(error);
+    }
+
+    public ValueTask OnRamBlocksAsync(IReadOnlyList<RamBlockInfo> blocks, CancellationToken ct)
+    {
+        _blocks = [.. blocks.Select((b, i) => new RamBlock(b.Name, b.UsedLength, Path.Combine(_workDir, $"ram-{i}.img")))];
+        var offer = new SnapshotOfferMessage { SnapshotId = _snapshotId, CreatedUtc = DateTime.UtcNow, Origin = "live VM (QEMU background snapshot)" };
+        foreach (var block in blocks)
+        {
+            offer.Objects.Add(new ObjectInfo { Id = offer.Objects.Count, Name = block.Name, Kind = ObjectKind.Memory, Size = block.UsedLength, ChunkSize = _chunkSize });
+        }
+        _disks = ImageFileInput.Open([.. _diskBases.Select(p => (p, ObjectKind.Disk))], _chunkSize, _snapshotId);
+        foreach (var disk in _disks.Offer.Objects)
+        {
+            offer.Objects.Add(new ObjectInfo { Id = offer.Objects.Count, Name = disk.Name, Kind = ObjectKind.Disk, Size = disk.Size, ChunkSize = _chunkSize });
+        }
+        offer.Objects.Add(new ObjectInfo { Id = offer.Objects.Count, Name = DeviceStateObject.Name, Kind = ObjectKind.DeviceState, Size = DeviceStateObject.Capacity, ChunkSize = _chunkSize });
+        _offer.TrySetResult(offer);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask OnPageAsync(int blockIndex, long offset, ReadOnlyMemory<byte> page, CancellationToken ct)
+    {
+        _blocks[blockIndex].Write(offset, page.Span);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask OnFilledPageAsync(int blockIndex, long offset, byte fill, CancellationToken ct)
+    {
+        _blocks[blockIndex].Fill(offset, fill);
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask OnDeviceStateAsync(DeviceStateBlob blob, CancellationToken ct)
+    {
+        _deviceState = DeviceStateObject.Pack(blob);
+        _deviceStateArrived.TrySetResult();
+        _completed.TrySetResult();
+        return ValueTask.CompletedTask;
+    }
+
+    private readonly TaskCompletionSource _deviceStateArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public async ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct)
+    {
+        if (objectId < _blocks.Length)
+        {
+            return await _blocks[objectId].ReadAsync(offset, destination, ct);
+        }
+        var diskCount = _disks!.Offer.Objects.Count;
+        if (objectId < _blocks.Length + diskCount)
+        {
+            return await _disks.ReadAsync(objectId - _blocks.Length, offset, destination, ct);
+        }
+        await _deviceStateArrived.Task.WaitAsync(ct);
+        var length = (int)Math.Min(destination.Length, DeviceStateObject.Capacity - offset);
+        var span = destination.Span[..length];
+        span.Clear();
+        var state = _deviceState!;
+        if (offset < state.Length)
+        {
+            state.AsSpan((int)offset, (int)Math.Min(length, state.Length - offset)).CopyTo(span);
+        }
+        return length;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Fail(new ObjectDisposedException(nameof(LiveSnapshotInput)));
+        foreach (var block in _blocks)
+        {
+            block.Dispose();
+        }
+        if (_disks is not null)
+        {
+            await _disks.DisposeAsync();
+        }
+        try
+        {
+            Directory.Delete(_workDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>One RAM block: a sparse file mapped into memory, a bitmap of arrived pages, and a wake-up for readers.</summary>
+    private sealed class RamBlock : IDisposable
+    {
+        private const int Page = ChunkMath.PageSize;
+        private readonly MemoryMappedFile _file;
+        private readonly MemoryMappedViewAccessor _view;
+        private readonly nint _base;
+        private readonly ulong[] _present;
+        private long _pagesPresent;
+        private TaskCompletionSource _arrival = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _waiters;
+        private Exception? _error;
+
+        public RamBlock(string name, long size, string path)
+        {
+            Name = name;
+            Size = size;
+            // A zero-length mapping is not allowed; ROM-sized blocks are at least one page anyway.
+            _file = MemoryMappedFile.CreateFromFile(path, FileMode.Create, null, Math.Max(size, Page), MemoryMappedFileAccess.ReadWrite);
+            _view = _file.CreateViewAccessor(0, Math.Max(size, Page), MemoryMappedFileAccess.ReadWrite);
+            _base = MapView(_view);
+            _present = new ulong[((size / Page) + 64) / 64];
+        }
+
+        public string Name { get; }
+
+        public long Size { get; }
+
+        private static unsafe nint MapView(MemoryMappedViewAccessor view)
+        {
+            byte* pointer = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            return (nint)(pointer + view.PointerOffset);
+        }
+
+        // The mapping lives as long as this block; offsets are checked by the callers against Size.
+        private unsafe Span<byte> Bytes(long offset, int length) => new((byte*)_base + offset, length);
+
+        public long PagesPresent => Interlocked.Read(ref _pagesPresent);
+
+        public void Write(long offset, ReadOnlySpan<byte> page)
+        {
+            CheckPage(offset);
+            page.CopyTo(Bytes(offset, Page));
+            MarkPresent(offset);
+        }
+
+        public void Fill(long offset, byte fill)
+        {
+            CheckPage(offset);
+            if (fill != 0)
+            {
+                Bytes(offset, Page).Fill(fill);
+            }
+            MarkPresent(offset);
+        }
+
+        private void CheckPage(long offset)
+        {
+            if (offset < 0 || offset % Page != 0 || offset + Page > Size)
+            {
+                throw new ProtocolViolationException(ProtocolError.BadChunkPlacement, $"page at {offset} is outside RAM block {Name} ({Size} bytes)");
+            }
+        }
+
+        private void MarkPresent(long offset)
+        {
+            var page = offset / Page;
+            var bit = 1UL << (int)(page % 64);
+            if ((Interlocked.Or(ref _present[page / 64], bit) & bit) == 0)
+            {
+                Interlocked.Increment(ref _pagesPresent);
+            }
+            // Pulse only when someone waits: the common case (nobody behind the parser) costs nothing.
+            if (Volatile.Read(ref _waiters) > 0)
+            {
+                Interlocked.Exchange(ref _arrival, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+            }
+        }
+
+        private bool RangePresent(long offset, int length)
+        {
+            for (var page = offset / Page; page <= (offset + length - 1) / Page; page++)
+            {
+                if ((Volatile.Read(ref _present[page / 64]) & (1UL << (int)(page % 64))) == 0)
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        public async ValueTask<int> ReadAsync(long offset, Memory<byte> destination, CancellationToken ct)
+        {
+            var length = (int)Math.Min(destination.Length, Size - offset);
+            if (length <= 0)
+            {
+                return 0;
+            }
+            while (!RangePresent(offset, length))
+            {
+                Interlocked.Increment(ref _waiters);
+                try
+                {
+                    var arrival = Volatile.Read(ref _arrival).Task;
+                    if (_error is { } error)
+                    {
+                        throw new IOException($"RAM block {Name}: the migration stream failed before this page arrived: {error.Message}", error);
+                    }
+                    if (RangePresent(offset, length))
+                    {
+                        break;
+                    }
+                    await arrival.WaitAsync(ct);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _waiters);
+                }
+            }
+            Bytes(offset, length).CopyTo(destination.Span);
+            return length;
+        }
+
+        public void Fail(Exception error)
+        {
+            _error = error;
+            Volatile.Read(ref _arrival).TrySetException(error);
+        }
+
+        public void Dispose()
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+            _file.Dispose();
+        }
+    }
+}
