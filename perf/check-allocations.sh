@@ -55,7 +55,7 @@ report=$(jq -r -n --slurpfile cfg "$budgets" '
       ["NO-BUDGET", $name, $alloc, "-", ($mean | floor), "-"]
     else
       $matches[0] as $b
-      | ($b.bytes * (1 + $c.tolerancePercent / 100) + $c.toleranceBytes | floor) as $allowed
+      | ($b.bytes * (1 + $c.tolerancePercent / 100) + ($b.toleranceBytes // $c.toleranceBytes) | floor) as $allowed
       | (if $b.bytesPerOp then ($b.bytesPerOp / $mean * 1000 | floor) else "-" end) as $mbps
       | (if $alloc <= $allowed then "ok"
          elif ($b.name | startswith("WARN-ON-FAIL_")) then "WARN"
