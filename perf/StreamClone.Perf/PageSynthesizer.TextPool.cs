@@ -6,8 +6,8 @@ internal sealed partial class PageSynthesizer
 {
     /// <summary>
     /// Log lines and prose from a Zipf-like vocabulary: 120 common words plus 1,400 pseudo-words
-    /// built from syllables. zstd -1 brings this to 38 % in 64 KiB blocks: about English prose
-    /// (enwik-like text is ~40 % at -1); real service logs, more repetitive, compress further.
+    /// built from syllables. zstd -1 brings this to 38 % in 64 KiB blocks, in the range of English
+    /// prose; real service logs, more repetitive, compress further.
     /// </summary>
     private static class TextPool
     {
