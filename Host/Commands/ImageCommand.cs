@@ -4,7 +4,11 @@ using StreamClone.Perf;
 
 namespace StreamClone.Host.Commands;
 
-/// <summary><c>image generate</c> and <c>image mutate</c>: test images for demos, benchmarks and tests.</summary>
+/// <summary>
+/// <c>image generate</c>, <c>image mutate</c>: test images for demos, benchmarks and tests;
+/// <c>image analyze</c>: what a snapshot of one would cost on the wire; <c>image baseline</c>: the
+/// native zstd | socat comparison on it.
+/// </summary>
 internal static class ImageCommand
 {
     public static Command Create()
@@ -12,6 +16,8 @@ internal static class ImageCommand
         var command = new Command("image", "Write seeded test images that look like VM memory or disks, and changed copies of them.");
         command.Subcommands.Add(CreateGenerate());
         command.Subcommands.Add(CreateMutate());
+        command.Subcommands.Add(CreateAnalyze());
+        command.Subcommands.Add(CreateBaseline());
         return command;
     }
 
@@ -76,6 +82,53 @@ internal static class ImageCommand
             var summary = await ImageMutator.MutateAsync(r.GetRequiredValue(input), r.GetRequiredValue(output), r.GetValue(percent), r.GetValue(seed), r.GetValue(profile), ct);
             await r.InvocationConfiguration.Output.WriteLineAsync(summary.ToString());
             return 0;
+        });
+        return command;
+    }
+
+    private static Command CreateAnalyze()
+    {
+        var input = new Option<string>("--in") { Description = "Image to analyze.", Required = true };
+        var previous = new Option<string?>("--previous") { Description = "An earlier image the receiver already holds: its chunks travel as known." };
+        var level = new Option<int>("--level") { Description = "zstd level of the batches.", DefaultValueFactory = _ => 1 };
+
+        var command = new Command("analyze", "Estimate a snapshot's wire bytes: 4 KiB chunks, dedup, zstd in 64 KiB batches, frame headers.");
+        command.Options.Add(input);
+        command.Options.Add(previous);
+        command.Options.Add(level);
+        command.SetAction(async (ParseResult r, CancellationToken ct) =>
+        {
+            var output = r.InvocationConfiguration.Output;
+            var previousPath = r.GetValue(previous);
+            ImageAnalysis? first = null;
+            if (previousPath is not null)
+            {
+                first = await ImageAnalyzer.AnalyzeAsync(previousPath, level: r.GetValue(level), ct: ct);
+                await output.WriteLineAsync($"{previousPath}: {first}");
+            }
+            var analysis = await ImageAnalyzer.AnalyzeAsync(r.GetRequiredValue(input), first?.Hashes, level: r.GetValue(level), ct: ct);
+            var relative = first is null ? "" : $"; {(double)analysis.WireBytes / first.WireBytes:P2} of the previous snapshot's wire bytes";
+            await output.WriteLineAsync($"{r.GetRequiredValue(input)}: {analysis}{relative}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command CreateBaseline()
+    {
+        var input = new Option<string>("--in") { Description = "Image to send.", Required = true };
+        var level = new Option<int>("--level") { Description = "zstd level (match StreamClone's).", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = "zstd -T.", DefaultValueFactory = _ => 2 };
+
+        var command = new Command("baseline", "Send an image with native zstd | socat over loopback and time it (installs zstd and socat if missing).");
+        command.Options.Add(input);
+        command.Options.Add(level);
+        command.Options.Add(threads);
+        command.SetAction(async (ParseResult r, CancellationToken ct) =>
+        {
+            var result = await NativeZstdBaseline.RunAsync(r.GetRequiredValue(input), r.GetValue(level), r.GetValue(threads), ct: ct);
+            await r.InvocationConfiguration.Output.WriteLineAsync(result.ToString());
+            return result.Identical ? 0 : 1;
         });
         return command;
     }

@@ -13,7 +13,11 @@ public static class ImageGenerator
 {
     public const int PageSize = PageSynthesizer.PageSize;
 
-    /// <summary>1,024 pages: large sequential writes, and small enough that two stay in L2/L3-friendly territory.</summary>
+    /// <summary>
+    /// 1,024 pages (4 MiB) per write: one syscall per block is noise next to filling it, and two
+    /// blocks, the pools and the reservoir keep the whole generator near 20 MiB (measured: 70 MB
+    /// RSS for a 4 GiB image, runtime included).
+    /// </summary>
     internal const int BlockPages = 1024;
 
     public static async Task<ImageSummary> GenerateAsync(string path, long size, ImageProfile profile, int seed, CancellationToken ct = default)

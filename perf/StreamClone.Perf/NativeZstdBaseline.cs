@@ -19,6 +19,7 @@ namespace StreamClone.Perf;
 public static partial class NativeZstdBaseline
 {
     private static readonly TimeSpan ListenTimeout = TimeSpan.FromSeconds(10);
+    private const int ListenAttempts = 3;
 
     /// <param name="input">The image to send.</param>
     /// <param name="level">zstd level, as for StreamClone's batches (1..22).</param>
@@ -43,24 +44,43 @@ public static partial class NativeZstdBaseline
         Process? receiver = null, sender = null;
         try
         {
-            var port = FreeLoopbackPort();
-            receiver = StartShell(
-                $"socat -u TCP-LISTEN:{port},reuseaddr,bind=127.0.0.1 STDOUT | dd bs=1M 2>{Quote(count)} | zstd -d -q -c > {Quote(output)}");
-            var receiverErrors = receiver.StandardError.ReadToEndAsync(ct);
-            await WaitUntilListeningAsync(port, receiver, receiverErrors, ct);
+            // The port comes from a probe socket that is closed before socat binds it, so another
+            // process on this shared machine can take it in between: then socat exits, and we retry.
+            int port = 0;
+            Task<string> receiverErrors = Task.FromResult("");
+            for (var attempt = 1; ; attempt++)
+            {
+                port = FreeLoopbackPort();
+                receiver = StartShell(
+                    $"socat -u TCP-LISTEN:{port},reuseaddr,bind=127.0.0.1 STDOUT | dd bs=1M 2>{Quote(count)} | zstd -d -q -c > {Quote(output)}");
+                receiverErrors = receiver.StandardError.ReadToEndAsync(ct);
+                try
+                {
+                    await WaitUntilListeningAsync(port, receiver, receiverErrors, ct);
+                    break;
+                }
+                catch (InvalidOperationException) when (attempt < ListenAttempts)
+                {
+                    Stop(receiver);
+                    receiver = null;
+                }
+            }
 
             var stopwatch = Stopwatch.StartNew();
             var ultra = level > 19 ? "--ultra " : "";
             sender = StartShell($"zstd {ultra}-{level} -T{threads} -q -c {Quote(input)} | socat -u STDIN TCP:127.0.0.1:{port}");
             var senderErrors = sender.StandardError.ReadToEndAsync(ct);
             await sender.WaitForExitAsync(ct);
+            if (sender.ExitCode != 0)
+            {
+                // The receiver would wait for a connection forever; the finally block kills it.
+                throw new InvalidOperationException($"native sender failed (exit {sender.ExitCode}): {(await senderErrors).Trim()}");
+            }
             await receiver.WaitForExitAsync(ct);
             var seconds = stopwatch.Elapsed.TotalSeconds;
-            if (sender.ExitCode != 0 || receiver.ExitCode != 0)
+            if (receiver.ExitCode != 0)
             {
-                throw new InvalidOperationException(
-                    $"native pipeline failed: sender exit {sender.ExitCode} ({(await senderErrors).Trim()}), " +
-                    $"receiver exit {receiver.ExitCode} ({(await receiverErrors).Trim()})");
+                throw new InvalidOperationException($"native receiver failed (exit {receiver.ExitCode}): {(await receiverErrors).Trim()}");
             }
 
             var inputBytes = new FileInfo(input).Length;

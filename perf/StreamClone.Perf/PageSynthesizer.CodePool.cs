@@ -8,7 +8,8 @@ internal sealed partial class PageSynthesizer
     /// An x86-64-shaped instruction stream: REX.W-prefixed movs and leas with common ModRM bytes,
     /// calls with rel32 targets, short jumps, push/pop, functions padded with int3 to 16 bytes,
     /// and now and then a jump table or a table of pointers. Byte statistics, not valid code: zstd
-    /// -1 brings it to roughly half, like real .text sections.
+    /// -1 brings it to ~62 % in 64 KiB blocks, a little harder than real code (the .text of
+    /// libcoreclr.so: 50 %).
     /// </summary>
     private static class CodePool
     {

@@ -63,5 +63,5 @@ internal sealed class ProfileMix
         shares: [0.15, 0.30, 0.12, 0.20, 0.15, 0.08],
         meanRuns: [64, 16, 16, 12, 32, 8],
         zeroedShare: 0.15 / 0.85,
-        dirtyShares: [0, 0.40, 0.10, 0.45, 0.05, 0]);
+        dirtyShares: [0, 0.42, 0.07, 0.48, 0.03, 0]);
 }
