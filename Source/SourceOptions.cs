@@ -20,8 +20,12 @@ public sealed record SourceOptions
     /// </summary>
     public int BatchChunks { get; init; } = 64;
 
-    /// <summary>zstd level; 1 is the fastest that still finds text/code redundancy. 0 = no compression.</summary>
-    public int CompressionLevel { get; init; } = 1;
+    /// <summary>
+    /// zstd level; 0 = no compression, negative = zstd's fast levels. -1 by default: measured with
+    /// ZstdSharp on 256 KiB memory-like batches here, level -1 compresses at ~380 MB/s per core to
+    /// 38.4% against ~200 MB/s to 37.5% at level 1, and compression is the source's largest cost.
+    /// </summary>
+    public int CompressionLevel { get; init; } = -1;
 
     /// <summary>Workers in each parallel stage (hash, compress).</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;
@@ -46,9 +50,9 @@ public sealed record SourceOptions
         {
             throw new ArgumentOutOfRangeException(nameof(BatchChunks), BatchChunks, "A batch may span at most 4 MiB.");
         }
-        if (CompressionLevel is < 0 or > 19)
+        if (CompressionLevel is < -7 or > 19)
         {
-            throw new ArgumentOutOfRangeException(nameof(CompressionLevel), CompressionLevel, "zstd level must be 0 (off) to 19.");
+            throw new ArgumentOutOfRangeException(nameof(CompressionLevel), CompressionLevel, "zstd level must be -7 to 19 (0 = off).");
         }
         if (Parallelism < 1 || StageCapacity < 1)
         {

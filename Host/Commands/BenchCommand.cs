@@ -23,7 +23,7 @@ internal static class BenchCommand
         var second = new Option<string?>("--second") { Description = "A changed copy of the image, sent afterwards as a second snapshot to the same sink store." };
         var chunkSize = new Option<int>("--chunk-size") { DefaultValueFactory = _ => 4096, Description = "Bytes per chunk." };
         var batchChunks = new Option<int>("--batch-chunks") { DefaultValueFactory = _ => 64, Description = "Chunks per compressed batch." };
-        var level = new Option<int>("--level") { DefaultValueFactory = _ => 1, Description = "zstd level." };
+        var level = new Option<int>("--level") { DefaultValueFactory = _ => new StreamClone.Source.SourceOptions().CompressionLevel, Description = "zstd level (negative: fast levels; 0: off)." };
         var parallelism = CommonOptions.Parallelism();
         var probeReads = new Option<int>("--probe-reads") { DefaultValueFactory = _ => 200, Description = "Random demand reads issued while the bulk stream runs." };
         var notSentLowat = new Option<int>("--notsent-lowat") { DefaultValueFactory = _ => StreamClone.Shared.TransportOptions.Default.BulkNotSentLowWatermark, Description = "TCP_NOTSENT_LOWAT of the bulk lane (0 = kernel default)." };
@@ -106,7 +106,7 @@ internal static class BenchCommand
         if (baseline)
         {
             // Same input, same zstd level, both processes on this machine's two cores.
-            var native = await NativeZstdBaseline.RunAsync(input, Math.Max(1, settings.Level), threads: 2, workDirectory: work, ct: ct);
+            var native = await NativeZstdBaseline.RunAsync(input, settings.Level == 0 ? 1 : settings.Level, threads: 2, workDirectory: work, ct: ct);
             report["native_seconds"] = Math.Round(native.Seconds, 3);
             report["native_mbps"] = Math.Round(native.MegabytesPerSecond, 1);
             report["native_wire_bytes"] = native.WireBytes;
@@ -121,7 +121,7 @@ internal static class BenchCommand
         Directory.CreateDirectory(outDir);
         var rows = new List<(string Label, PipelineSettings Settings, TransferResult Result)>();
         int[] chunkSizes = [4096, 16384, 65536];
-        int[] levels = [1, 3];
+        int[] levels = [-1, 1];
         int[] parallelisms = [1, 2];
         foreach (var chunk in chunkSizes)
         {

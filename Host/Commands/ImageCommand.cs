@@ -35,7 +35,7 @@ internal static class ImageCommand
             Description = "memory: many zero pages, short mixed runs; disk: fewer zeros, more text, longer runs.",
             DefaultValueFactory = _ => ImageProfile.Memory,
         };
-        var seed = new Option<int>("--seed") { Description = "Same seed, size and profile give the same bytes.", DefaultValueFactory = _ => 1 };
+        var seed = new Option<int>("--seed") { Description = "Same seed, size and profile give the same bytes.", DefaultValueFactory = _ => -1 };
 
         var command = new Command("generate", "Write a seeded, repeatable image.");
         command.Options.Add(output);
@@ -90,7 +90,7 @@ internal static class ImageCommand
     {
         var input = new Option<string>("--in") { Description = "Image to analyze.", Required = true };
         var previous = new Option<string?>("--previous") { Description = "An earlier image the receiver already holds: its chunks travel as known." };
-        var level = new Option<int>("--level") { Description = "zstd level of the batches.", DefaultValueFactory = _ => 1 };
+        var level = new Option<int>("--level") { Description = "zstd level of the batches.", DefaultValueFactory = _ => -1 };
 
         var command = new Command("analyze", "Estimate a snapshot's wire bytes: 4 KiB chunks, dedup, zstd in 64 KiB batches, frame headers.");
         command.Options.Add(input);
@@ -117,7 +117,7 @@ internal static class ImageCommand
     private static Command CreateBaseline()
     {
         var input = new Option<string>("--in") { Description = "Image to send.", Required = true };
-        var level = new Option<int>("--level") { Description = "zstd level (match StreamClone's).", DefaultValueFactory = _ => 1 };
+        var level = new Option<int>("--level") { Description = "zstd level (match StreamClone's).", DefaultValueFactory = _ => -1 };
         var threads = new Option<int>("--threads") { Description = "zstd -T.", DefaultValueFactory = _ => 2 };
 
         var command = new Command("baseline", "Send an image with native zstd | socat over loopback and time it (installs zstd and socat if missing).");

@@ -26,7 +26,7 @@ internal static class SourceCommand
         var portFile = new Option<string?>("--port-file") { Description = "Write the bound port here once listening (for --listen HOST:0)." };
         var chunkSize = new Option<int>("--chunk-size") { Description = "Bytes per chunk (multiple of 4096): the unit of hashing, dedup and demand.", DefaultValueFactory = _ => 4096 };
         var batchChunks = new Option<int>("--batch-chunks") { Description = "Chunks per batch: the unit of compression and framing.", DefaultValueFactory = _ => 64 };
-        var level = new Option<int>("--level") { Description = "zstd level (0 = no compression).", DefaultValueFactory = _ => 1 };
+        var level = new Option<int>("--level") { Description = "zstd level (negative: fast levels; 0: no compression).", DefaultValueFactory = _ => new SourceOptions().CompressionLevel };
         var sessions = new Option<int>("--sessions") { Description = "Exit after this many sink sessions ended (0 = serve until Ctrl+C).", DefaultValueFactory = _ => 0 };
         var snapshotId = new Option<string?>("--snapshot-id") { Description = "Snapshot id (default: new). A sink resumes a snapshot with the same id." };
         var notSentLowat = new Option<int>("--notsent-lowat") { Description = "TCP_NOTSENT_LOWAT of the bulk lane in bytes (0 = kernel default).", DefaultValueFactory = _ => TransportOptions.Default.BulkNotSentLowWatermark };

@@ -23,7 +23,7 @@ public static class BatchCodec
     /// </summary>
     public static (PayloadCodec Codec, int Length) Compress(ReadOnlySpan<byte> raw, Span<byte> destination, int level)
     {
-        if (level <= 0)
+        if (level == 0)
         {
             raw.CopyTo(destination);
             return (PayloadCodec.None, raw.Length);

@@ -3,6 +3,7 @@ using System.Threading.Tasks.Dataflow;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
+using StreamClone.Shared.Threading;
 
 namespace StreamClone.Sink.Session;
 
@@ -28,6 +29,7 @@ public sealed partial class SinkSession
             MaxDegreeOfParallelism = _options.Parallelism,
             EnsureOrdered = true,
             CancellationToken = ct,
+            TaskScheduler = BackgroundPriorityScheduler.Bulk,
         });
         SnapshotManifest? manifest = null;
         var store = new ActionBlock<VerifiedBatch>(async batch =>
@@ -38,7 +40,7 @@ public sealed partial class SinkSession
                 return;
             }
             Store(batch, demand: false);
-        }, new ExecutionDataflowBlockOptions { BoundedCapacity = _options.StageCapacity, CancellationToken = ct });
+        }, new ExecutionDataflowBlockOptions { BoundedCapacity = _options.StageCapacity, CancellationToken = ct, TaskScheduler = BackgroundPriorityScheduler.Bulk });
         verify.LinkTo(store, new DataflowLinkOptions { PropagateCompletion = true });
 
         try

@@ -1,6 +1,7 @@
 using System.Threading.Tasks.Dataflow;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
+using StreamClone.Shared.Threading;
 using StreamClone.Source.Inputs;
 
 namespace StreamClone.Source.Pipeline;
@@ -47,12 +48,14 @@ internal sealed class SourcePipeline
             MaxDegreeOfParallelism = _options.Parallelism,
             EnsureOrdered = true,
             CancellationToken = ct,
+            TaskScheduler = BackgroundPriorityScheduler.Bulk,
         };
         var serial = new ExecutionDataflowBlockOptions
         {
             BoundedCapacity = _options.StageCapacity,
             EnsureOrdered = true,
             CancellationToken = ct,
+            TaskScheduler = BackgroundPriorityScheduler.Bulk,
         };
         var link = new DataflowLinkOptions { PropagateCompletion = true };
 

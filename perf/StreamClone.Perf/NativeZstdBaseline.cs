@@ -22,14 +22,15 @@ public static partial class NativeZstdBaseline
     private const int ListenAttempts = 3;
 
     /// <param name="input">The image to send.</param>
-    /// <param name="level">zstd level, as for StreamClone's batches (1..22).</param>
+    /// <param name="level">zstd level, as for StreamClone's batches: 1..22, or -1..-7 for zstd's fast levels (--fast=N).</param>
     /// <param name="threads">zstd -T: 2 matches the machine this is measured on.</param>
     /// <param name="workDirectory">Where the received copy goes (needs the image's size free); default the temp directory.</param>
     /// <param name="ct">Kills the pipeline.</param>
     public static async Task<NativeBaselineResult> RunAsync(string input, int level = 1, int threads = 2,
         string? workDirectory = null, CancellationToken ct = default)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(level, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(level, -7);
+        ArgumentOutOfRangeException.ThrowIfZero(level);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(level, 22);
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         if (!File.Exists(input))
@@ -67,8 +68,8 @@ public static partial class NativeZstdBaseline
             }
 
             var stopwatch = Stopwatch.StartNew();
-            var ultra = level > 19 ? "--ultra " : "";
-            sender = StartShell($"zstd {ultra}-{level} -T{threads} -q -c {Quote(input)} | socat -u STDIN TCP:127.0.0.1:{port}");
+            var levelFlag = level < 0 ? $"--fast={-level}" : level > 19 ? $"--ultra -{level}" : $"-{level}";
+            sender = StartShell($"zstd {levelFlag} -T{threads} -q -c {Quote(input)} | socat -u STDIN TCP:127.0.0.1:{port}");
             var senderErrors = sender.StandardError.ReadToEndAsync(ct);
             await sender.WaitForExitAsync(ct);
             if (sender.ExitCode != 0)
