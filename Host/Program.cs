@@ -22,7 +22,7 @@ try
 }
 catch (Exception ex) when (ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
     or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
-    or StreamClone.Shared.Qemu.QmpException or StreamClone.Shared.Qemu.QmpProtocolException)
+    or StreamClone.Shared.Qemu.QmpException or StreamClone.Shared.Qemu.QmpProtocolException or StreamClone.Shared.Qemu.VmStartException)
 {
     Console.Error.WriteLine($"streamclone: {ex.Message}");
     return 1;

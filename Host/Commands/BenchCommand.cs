@@ -14,6 +14,7 @@ internal static class BenchCommand
     {
         var command = new Command("bench", "Repeatable benchmarks that print figures (JSON with --json).");
         command.Subcommands.Add(CreatePipeline());
+        command.Subcommands.Add(CreateSnapshot());
         return command;
     }
 
@@ -68,6 +69,51 @@ internal static class BenchCommand
                 {
                     Directory.Delete(work, recursive: true);
                 }
+            }
+        });
+        return command;
+    }
+
+    private static Command CreateSnapshot()
+    {
+        var memory = new Option<string>("--memory") { Description = "Guest RAM (256M, 1G, …).", DefaultValueFactory = _ => "256M" };
+        var fill = new Option<int?>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data (default: all but 96 MiB)." };
+        var accel = new Option<StreamClone.Shared.Qemu.VmAccel>("--accel") { Description = "kvm, tcg or auto (KVM is detected as unusable within seconds).", DefaultValueFactory = _ => StreamClone.Shared.Qemu.VmAccel.Tcg };
+        var json = CommonOptions.Json();
+        var logLevel = CommonOptions.LogLevel();
+        var command = new Command("snapshot", "Boot the test guest, snapshot it live through source → sink processes, restore a clone; print pause, guest gap, snapshot and restore times.")
+        {
+            memory, fill, accel, json, logLevel,
+        };
+        command.SetAction(async (r, ct) =>
+        {
+            using var logging = HostServices.CreateLogging(r.GetValue(logLevel));
+            var work = Path.Combine(Path.GetTempPath(), $"streamclone-bench-snapshot-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(work);
+            try
+            {
+                var mem = r.GetValue(memory)!;
+                // All but ~96 MiB (kernel, initramfs, page tables): more and the guest kernel panics out of memory.
+                var fillMiB = r.GetValue(fill) ?? Math.Max(16, (int)(SizeParser.Parse(mem) >> 20) - 96);
+                var report = await SnapshotBench.RunAsync(mem, fillMiB, r.GetValue(accel), work, logging.CreateLogger("bench"), ct);
+                if (r.GetValue(json))
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(report, HostServices.Json));
+                }
+                else
+                {
+                    var table = new Table().AddColumns("figure", "value");
+                    foreach (var (key, value) in report)
+                    {
+                        table.AddRow(key, Convert.ToString(value, CultureInfo.InvariantCulture) ?? "");
+                    }
+                    AnsiConsole.Write(table);
+                }
+                return report["clone_continues"] is true ? 0 : 1;
+            }
+            finally
+            {
+                Directory.Delete(work, recursive: true);
             }
         });
         return command;
