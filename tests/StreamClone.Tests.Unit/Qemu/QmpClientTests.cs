@@ -238,6 +238,21 @@ public class QmpClientTests
         await Assert.ThrowsAsync<QmpProtocolException>(() => qmp.WaitForEventAsync("X", 0, null, TimeSpan.FromSeconds(5), Ct));
     }
 
+    [Theory]
+    [InlineData("""{"error": {"class": 5, "desc": "x"}, "id": ID}""")]
+    [InlineData("""{"event": "STOP", "timestamp": 7}""")]
+    [InlineData("""{"event": "STOP", "timestamp": {"seconds": "x", "microseconds": 0}}""")]
+    public async Task A_message_with_members_of_the_wrong_type_ends_the_connection_instead_of_hanging(string message)
+    {
+        await using var server = new FakeQmpServer();
+        server.OnCommand = (cmd, id, send) => send(message.Replace("ID", id, StringComparison.Ordinal));
+        await using var qmp = await QmpClient.ConnectAsync(server.Path, Fast, ct: Ct);
+
+        var e = await Assert.ThrowsAsync<QmpProtocolException>(() => qmp.ExecuteAsync("query-status", null, Ct));
+
+        Assert.Contains(server.Path, e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task An_oversized_line_is_rejected_before_it_is_buffered()
     {
