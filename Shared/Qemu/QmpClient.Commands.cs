@@ -176,6 +176,6 @@ public sealed partial class QmpClient
             p.Reply.TrySetException(_closedBy is QmpProtocolException or ObjectDisposedException
                 ? _closedBy
                 : new QmpProtocolException($"QMP connection {Path} closed while {p.Command} was pending: {_closedBy.Message}", _closedBy));
-        CloseEvents(_closedBy);
+        _events.Complete(_closedBy);
     }
 }
