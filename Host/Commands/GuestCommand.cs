@@ -24,9 +24,19 @@ internal static class GuestCommand
         build.SetAction(async (ParseResult r, CancellationToken ct) =>
         {
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true));
-            var image = await GuestBuilder.BuildAsync(
-                new GuestBuildOptions { OutDir = r.GetValue(outDir), DiskSizeMiB = r.GetValue(diskSize) },
-                loggerFactory.CreateLogger("guest"), ct);
+            GuestImage image;
+            try
+            {
+                image = await GuestBuilder.BuildAsync(
+                    new GuestBuildOptions { OutDir = r.GetValue(outDir), DiskSizeMiB = r.GetValue(diskSize) },
+                    loggerFactory.CreateLogger("guest"), ct);
+            }
+            catch (InvalidOperationException e)
+            {
+                // A missing package, kernel or tool: the message says which; a stack trace adds nothing.
+                Console.Error.WriteLine($"guest build failed: {e.Message}");
+                return 1;
+            }
             Console.WriteLine($"kernel  {image.KernelPath} ({image.KernelVersion})");
             Console.WriteLine($"initrd  {image.InitrdPath}");
             Console.WriteLine($"disk    {image.DiskPath}");

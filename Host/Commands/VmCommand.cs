@@ -31,6 +31,24 @@ internal static class VmCommand
             var ct = stop.Token;
             using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true));
             var logger = loggerFactory.CreateLogger("vm");
+            try
+            {
+                return await RunAsync(r, logger, ct);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return 0; // Stopped during start-up; the launcher already cleaned up.
+            }
+            catch (Exception e) when (e is VmStartException or QmpProtocolException or InvalidOperationException or FileNotFoundException)
+            {
+                // KvmUnusableException included: its message says what happened and what to use instead.
+                Console.Error.WriteLine($"vm start failed: {e.Message}");
+                return 1;
+            }
+        });
+
+        async Task<int> RunAsync(ParseResult r, ILogger logger, CancellationToken ct)
+        {
             var guestDir = r.GetValue(guest);
             var image = guestDir is null
                 ? await GuestBuilder.BuildAsync(null, logger, ct)
@@ -58,7 +76,7 @@ internal static class VmCommand
             {
                 return 0;
             }
-        });
+        }
 
         var command = new Command("vm", "Run the QEMU test guest.");
         command.Subcommands.Add(start);

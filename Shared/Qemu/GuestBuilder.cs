@@ -124,7 +124,8 @@ public static class GuestBuilder
             await File.WriteAllTextAsync(source, workload, ct);
             await ToolRunner.RunAsync("gcc", ["-static", "-O2", "-Wall", "-o", Path.Combine(root, "workload"), source], ct);
 
-            File.Copy(FindOnPath("busybox"), Path.Combine(root, "bin", "busybox"));
+            File.Copy(ToolRunner.FindOnPath("busybox") ?? throw new InvalidOperationException("busybox not found on PATH"),
+                Path.Combine(root, "bin", "busybox"));
             await File.WriteAllTextAsync(Path.Combine(root, "init"), init, ct);
             if (!OperatingSystem.IsWindows())
                 File.SetUnixFileMode(Path.Combine(root, "init"),
@@ -167,7 +168,7 @@ public static class GuestBuilder
 
     private static async Task EnsurePackagesAsync(bool install, ILogger logger, CancellationToken ct)
     {
-        var missing = Tools.Where(t => !ToolRunner.OnPath(t.Tool)).Select(t => t.Package).ToList();
+        var missing = Tools.Where(t => ToolRunner.FindOnPath(t.Tool) is null).Select(t => t.Package).ToList();
         if (!Directory.Exists("/boot") || !Directory.EnumerateFiles("/boot", "vmlinuz-*-cloud-amd64").Any())
             missing.Add("linux-image-cloud-amd64");
         if (!File.Exists("/usr/include/stdio.h"))
@@ -288,17 +289,6 @@ public static class GuestBuilder
             : throw new InvalidOperationException($"unknown module compression: {path}");
         await ToolRunner.RunAsync("sh", ["-c", $"{tool} -dc \"$1\" > \"$2\"", "sh", path, dest], ct);
         return name;
-    }
-
-    private static string FindOnPath(string name)
-    {
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Concat(["/usr/sbin", "/sbin", "/bin"]))
-        {
-            var candidate = Path.Combine(dir, name);
-            if (File.Exists(candidate))
-                return candidate;
-        }
-        throw new InvalidOperationException($"{name} not found on PATH");
     }
 
     private static string ReadResource(string name)

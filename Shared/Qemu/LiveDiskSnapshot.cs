@@ -27,8 +27,6 @@ public sealed record FrozenDisk(string BaseNodeName, string BaseFile, string Bas
 /// </summary>
 public static class LiveDiskSnapshot
 {
-    private static long s_counter;
-
     /// <summary>Every node in the block graph, protocol nodes included.</summary>
     public static async Task<IReadOnlyList<BlockNode>> QueryNodesAsync(QmpClient qmp, CancellationToken ct = default)
     {
@@ -77,8 +75,10 @@ public static class LiveDiskSnapshot
         {
             if (!nodes.TryGetValue(name, out var node))
                 throw new InvalidOperationException($"no block node '{name}' on {qmp.Path} (nodes: {string.Join(", ", nodes.Keys)})");
-            var overlayNode = $"{name}-ovl{Interlocked.Increment(ref s_counter)}";
-            var overlayFile = Path.GetFullPath(Path.Combine(overlayDirectory, $"{overlayNode}-{Environment.ProcessId}.qcow2"));
+            // Node names: ≤ 31 chars of [A-Za-z0-9-._], unique on the VM even across processes and
+            // repeated freezes (the next freeze's base is this overlay): a prefix of the base + random.
+            var overlayNode = $"{name[..Math.Min(name.Length, 12)]}-ovl{Random.Shared.Next():x8}";
+            var overlayFile = Path.GetFullPath(Path.Combine(overlayDirectory, $"{overlayNode}.qcow2"));
             if (File.Exists(overlayFile))
                 File.Delete(overlayFile);
             actions.Add(new JsonObject

@@ -140,15 +140,25 @@ public sealed partial class QmpClient
         if (pending is null)
             return; // A reply to a command whose caller gave up (timeout/cancel).
 
-        if (root.TryGetProperty("error", out var error))
+        try
         {
-            var cls = error.TryGetProperty("class", out var c) ? c.GetString() ?? "" : "";
-            var desc = error.TryGetProperty("desc", out var d) ? d.GetString() ?? "" : "";
-            pending.Reply.TrySetException(new QmpException(pending.Command, cls, desc));
+            if (root.TryGetProperty("error", out var error))
+            {
+                var cls = error.TryGetProperty("class", out var c) ? c.GetString() ?? "" : "";
+                var desc = error.TryGetProperty("desc", out var d) ? d.GetString() ?? "" : "";
+                pending.Reply.TrySetException(new QmpException(pending.Command, cls, desc));
+            }
+            else
+            {
+                pending.Reply.TrySetResult(root.GetProperty("return").Clone());
+            }
         }
-        else
+        catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException)
         {
-            pending.Reply.TrySetResult(root.GetProperty("return").Clone());
+            // Already out of _pending, so FailAll would not reach it: fail it here, then end the connection.
+            var bad = new QmpProtocolException($"QMP peer {Path} sent a malformed reply to {pending.Command}: {root.GetRawText()}", e);
+            pending.Reply.TrySetException(bad);
+            throw bad;
         }
     }
 
@@ -166,6 +176,6 @@ public sealed partial class QmpClient
             p.Reply.TrySetException(_closedBy is QmpProtocolException or ObjectDisposedException
                 ? _closedBy
                 : new QmpProtocolException($"QMP connection {Path} closed while {p.Command} was pending: {_closedBy.Message}", _closedBy));
-        CloseEvents(_closedBy);
+        _events.Complete(_closedBy);
     }
 }

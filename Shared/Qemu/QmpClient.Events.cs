@@ -22,25 +22,14 @@ public sealed record QmpEvent(long Sequence, string Name, JsonElement Data, Date
 
 public sealed partial class QmpClient
 {
-    private readonly Lock _eventLock = new();
-    private readonly Queue<QmpEvent> _events = new();
-    private long _lastEventSequence;
-    private TaskCompletionSource _eventArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private Exception? _eventsClosedBy;
+    private readonly SequencedBuffer<QmpEvent> _events;
 
     /// <summary>
     /// Sequence of the last event received. Capture it before sending a command, then wait with
     /// <c>afterSequence</c> = that value: events caused by the command count even when they arrive
     /// before its reply, and older ones (a previous migration's "completed") do not.
     /// </summary>
-    public long LastEventSequence
-    {
-        get
-        {
-            lock (_eventLock)
-                return _lastEventSequence;
-        }
-    }
+    public long LastEventSequence => _events.LastSequence;
 
     /// <summary>
     /// Events with a sequence above <paramref name="afterSequence"/>: first those still buffered
@@ -50,36 +39,10 @@ public sealed partial class QmpClient
     public async IAsyncEnumerable<QmpEvent> ReadEventsAsync(long afterSequence = 0,
         [EnumeratorCancellation] CancellationToken ct = default)
     {
-        var last = afterSequence;
-        var batch = new List<QmpEvent>();
-        while (true)
-        {
-            Task arrived;
-            Exception? closed;
-            lock (_eventLock)
-            {
-                foreach (var e in _events)
-                {
-                    if (e.Sequence > last)
-                        batch.Add(e);
-                }
-                arrived = _eventArrived.Task;
-                closed = _eventsClosedBy;
-            }
-            foreach (var e in batch)
-            {
-                last = e.Sequence;
-                yield return e;
-            }
-            if (batch.Count > 0)
-            {
-                batch.Clear();
-                continue;
-            }
-            if (closed is not null)
-                throw new QmpProtocolException($"QMP connection {Path} closed: {closed.Message}", closed);
-            await arrived.WaitAsync(ct);
-        }
+        await foreach (var e in _events.ReadAsync(afterSequence, ct))
+            yield return e;
+        var closed = _events.CompletedBy ?? new ObjectDisposedException(nameof(QmpClient));
+        throw new QmpProtocolException($"QMP connection {Path} closed: {closed.Message}", closed);
     }
 
     /// <summary>
@@ -117,29 +80,7 @@ public sealed partial class QmpClient
             s.TryGetInt64(out var seconds) && us.TryGetInt64(out var micros) && seconds >= 0)
             timestamp = DateTimeOffset.FromUnixTimeSeconds(seconds).AddTicks(micros * 10);
 
-        TaskCompletionSource wake;
-        QmpEvent evt;
-        lock (_eventLock)
-        {
-            evt = new QmpEvent(++_lastEventSequence, name, data, timestamp);
-            _events.Enqueue(evt);
-            while (_events.Count > _options.EventBufferSize)
-                _events.Dequeue();
-            wake = _eventArrived;
-            _eventArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        }
+        var evt = _events.Add(sequence => new QmpEvent(sequence, name, data, timestamp));
         QemuLog.QmpEvent(_logger, name, evt.Sequence);
-        wake.TrySetResult();
-    }
-
-    private void CloseEvents(Exception cause)
-    {
-        TaskCompletionSource wake;
-        lock (_eventLock)
-        {
-            _eventsClosedBy ??= cause;
-            wake = _eventArrived;
-        }
-        wake.TrySetResult();
     }
 }

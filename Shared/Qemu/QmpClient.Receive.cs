@@ -87,6 +87,12 @@ public sealed partial class QmpClient
         {
             reason = e;
         }
+        catch (Exception e)
+        {
+            // Whatever ends the loop must still fail the pending commands, or their callers wait
+            // for the command timeout.
+            reason = new QmpProtocolException($"QMP reader for {Path} failed: {e.Message}", e);
+        }
         QemuLog.QmpReaderStopped(_logger, Path, reason.Message);
         FailAll(reason);
     }
@@ -108,11 +114,19 @@ public sealed partial class QmpClient
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new QmpProtocolException($"QMP peer {Path} sent a non-object: {Quote(line.Span)}");
-            if (root.TryGetProperty("event", out var name) && name.ValueKind == JsonValueKind.String)
-                OnEvent(root);
-            else if (root.TryGetProperty("return", out _) || root.TryGetProperty("error", out _))
-                DispatchReply(root);
-            // Anything else (a second greeting, future members) carries nothing for us: ignored.
+            try
+            {
+                if (root.TryGetProperty("event", out var name) && name.ValueKind == JsonValueKind.String)
+                    OnEvent(root);
+                else if (root.TryGetProperty("return", out _) || root.TryGetProperty("error", out _))
+                    DispatchReply(root);
+                // Anything else (a second greeting, future members) carries nothing for us: ignored.
+            }
+            catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException or FormatException)
+            {
+                // A member of the wrong JSON type (e.g. a numeric error class): not QEMU's QMP.
+                throw new QmpProtocolException($"QMP peer {Path} sent a malformed message: {Quote(line.Span)}", e);
+            }
         }
     }
 }

@@ -50,6 +50,7 @@ public sealed partial class QmpClient : IAsyncDisposable
         _options = options;
         _logger = logger;
         _lineBuffer = new byte[64 * 1024];
+        _events = new SequencedBuffer<QmpEvent>(options.EventBufferSize);
     }
 
     /// <summary>The socket path (named in every error).</summary>

@@ -128,8 +128,10 @@ public static class QmpMigration
     /// <summary>
     /// Loads a migration stream from <paramref name="fd"/> into a VM started with -incoming defer:
     /// events on (plus <paramref name="capabilities"/>), getfd, migrate-incoming fd:NAME, wait for completion.
-    /// The VM resumes by itself only if the source was running when the snapshot started (qmp.md §6);
-    /// returns query-status' status ("running", or "paused": then <c>cont</c> starts it).
+    /// The VM resumes by itself only if the stream's global-state section says the source was running
+    /// (migration/migration.c process_incoming_migration_bh; otherwise that run state, e.g. paused, is
+    /// adopted — observed with a stopped source). Returns query-status' status: "running", or "paused"
+    /// (then <c>cont</c> starts it).
     /// </summary>
     public static async Task<string> IncomingFromFdAsync(this QmpClient qmp, SafeHandle fd, TimeSpan timeout,
         IReadOnlyCollection<string>? capabilities = null, string fdName = "scin", CancellationToken ct = default)

@@ -53,12 +53,14 @@ internal static class ToolRunner
         return result;
     }
 
-    /// <summary>Whether an executable of that name is on PATH.</summary>
-    public static bool OnPath(string name) =>
+    /// <summary>Full path of an executable on PATH (plus the sbin directories a non-login root shell may
+    /// lack), or null.</summary>
+    public static string? FindOnPath(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin")
             .Split(':', StringSplitOptions.RemoveEmptyEntries)
             .Concat(["/usr/sbin", "/sbin"])
-            .Any(dir => File.Exists(Path.Combine(dir, name)));
+            .Select(dir => Path.Combine(dir, name))
+            .FirstOrDefault(File.Exists);
 
     public static void TryKill(Process process)
     {

@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-
 namespace StreamClone.Shared.Qemu;
 
 public sealed partial class VmLauncher
@@ -7,67 +5,21 @@ public sealed partial class VmLauncher
     /// <summary>Console lines kept for waiters; a 100 ms ticker fills this in about 3 h.</summary>
     private const int MaxConsoleLines = 100_000;
 
-    private readonly Lock _consoleLock = new();
-    private readonly Queue<(long Number, string Text)> _console = new();
-    private long _consoleCount;
-    private TaskCompletionSource _consoleArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private bool _consoleEnded;
+    private readonly SequencedBuffer<string> _console = new(MaxConsoleLines);
 
     /// <summary>Raised on the console reader's thread for every line (without CR/LF). Keep handlers short.</summary>
     public event Action<string>? ConsoleLine;
 
     /// <summary>Number of console lines so far; pass it as <c>afterLine</c> to wait for new lines only.</summary>
-    public long ConsoleLineCount
-    {
-        get
-        {
-            lock (_consoleLock)
-                return _consoleCount;
-        }
-    }
+    public long ConsoleLineCount => _console.LastSequence;
 
     /// <summary>The console lines buffered so far (the last 100 000).</summary>
-    public IReadOnlyList<string> GetConsoleLines()
-    {
-        lock (_consoleLock)
-            return _console.Select(l => l.Text).ToList();
-    }
+    public IReadOnlyList<string> GetConsoleLines() => _console.Snapshot();
 
     /// <summary>Console lines numbered above <paramref name="afterLine"/> (1-based), buffered then live,
     /// until QEMU closes its console (the VM exited) or <paramref name="ct"/> fires.</summary>
-    public async IAsyncEnumerable<string> ReadConsoleAsync(long afterLine = 0, [EnumeratorCancellation] CancellationToken ct = default)
-    {
-        var last = afterLine;
-        var batch = new List<(long Number, string Text)>();
-        while (true)
-        {
-            Task arrived;
-            bool ended;
-            lock (_consoleLock)
-            {
-                foreach (var line in _console)
-                {
-                    if (line.Number > last)
-                        batch.Add(line);
-                }
-                arrived = _consoleArrived.Task;
-                ended = _consoleEnded;
-            }
-            foreach (var line in batch)
-            {
-                last = line.Number;
-                yield return line.Text;
-            }
-            if (batch.Count > 0)
-            {
-                batch.Clear();
-                continue;
-            }
-            if (ended)
-                yield break;
-            await arrived.WaitAsync(ct);
-        }
-    }
+    public IAsyncEnumerable<string> ReadConsoleAsync(long afterLine = 0, CancellationToken ct = default) =>
+        _console.ReadAsync(afterLine, ct);
 
     /// <summary>
     /// The first console line after <paramref name="afterLine"/> matching <paramref name="predicate"/>.
@@ -105,16 +57,7 @@ public sealed partial class VmLauncher
                 var line = raw.TrimEnd('\r');
                 await log.WriteLineAsync(line);
                 await log.FlushAsync();
-                TaskCompletionSource wake;
-                lock (_consoleLock)
-                {
-                    _console.Enqueue((++_consoleCount, line));
-                    while (_console.Count > MaxConsoleLines)
-                        _console.Dequeue();
-                    wake = _consoleArrived;
-                    _consoleArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                }
-                wake.TrySetResult();
+                _console.Add(_ => line);
                 ConsoleLine?.Invoke(line);
             }
         }
@@ -125,19 +68,13 @@ public sealed partial class VmLauncher
         finally
         {
             await log.DisposeAsync();
-            TaskCompletionSource wake;
-            lock (_consoleLock)
-            {
-                _consoleEnded = true;
-                wake = _consoleArrived;
-            }
-            wake.TrySetResult();
+            _console.Complete();
         }
     }
 
     private string ConsoleTail(int lines = 5)
     {
-        lock (_consoleLock)
-            return _console.Count == 0 ? "(none)" : string.Join(" | ", _console.Skip(Math.Max(0, _console.Count - lines)).Select(l => l.Text));
+        var all = _console.Snapshot();
+        return all.Count == 0 ? "(none)" : string.Join(" | ", all.Skip(Math.Max(0, all.Count - lines)));
     }
 }

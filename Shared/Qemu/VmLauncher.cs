@@ -151,7 +151,15 @@ public sealed partial class VmLauncher : IAsyncDisposable
             }
             vm = new VmLauncher(process, options, accel, workDir, ownsWorkDir, qmpSocket, diskPath, ownsDisk, arguments, logger);
             vm.StartReaders();
-            await vm.ConnectQmpAsync(ct);
+            try
+            {
+                await vm.ConnectQmpAsync(ct);
+            }
+            catch (VmStartException e) when (accel == VmAccel.Kvm)
+            {
+                // E.g. "Could not access KVM kernel module", or the MSR abort of -cpu host here.
+                throw new KvmUnusableException($"KVM unusable: QEMU failed under -accel kvm: {e.Message}", e);
+            }
             if (!options.IncomingDefer && options.WaitForBoot)
             {
                 await vm.WaitForBootAsync(started, ct);

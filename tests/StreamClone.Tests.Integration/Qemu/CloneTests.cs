@@ -97,23 +97,12 @@ public class CloneTests(QemuFixture fixture)
     private static async Task CopyToFileAsync(Socket socket, string path)
     {
         await using var file = File.Create(path);
-        var buffer = new byte[1 << 20];
-        int n;
-        while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-            await file.WriteAsync(buffer.AsMemory(0, n));
+        await SocketCopy.ReadToEndAsync(socket, file);
     }
 
     private static async Task SendFileAsync(Socket socket, string path)
     {
         await using var file = File.OpenRead(path);
-        var buffer = new byte[1 << 20];
-        int n;
-        while ((n = await file.ReadAsync(buffer)) > 0)
-        {
-            var chunk = buffer.AsMemory(0, n);
-            while (!chunk.IsEmpty)
-                chunk = chunk[await socket.SendAsync(chunk, SocketFlags.None)..];
-        }
-        socket.Shutdown(SocketShutdown.Send);
+        await SocketCopy.WriteAllAsync(socket, file);
     }
 }

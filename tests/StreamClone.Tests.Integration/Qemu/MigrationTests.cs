@@ -44,10 +44,7 @@ public class MigrationTests(QemuFixture fixture)
     private static async Task<byte[]> ReadToEndAsync(Socket socket)
     {
         using var ms = new MemoryStream();
-        var buffer = new byte[1 << 20];
-        int n;
-        while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-            ms.Write(buffer, 0, n);
+        await SocketCopy.ReadToEndAsync(socket, ms);
         return ms.ToArray();
     }
 }

@@ -157,25 +157,34 @@ public class QmpClientTests
         await using var raw = new RawPeer();
         var client = QmpClient.ConnectAsync(raw.Path, Fast, ct: Ct);
         var conn = await raw.AcceptAsync();
-        foreach (var b in System.Text.Encoding.UTF8.GetBytes(FakeQmpServer.Greeting + "\r\n"))
-            await conn.SendAsync(new[] { b });
+        await SendBytewise(conn, FakeQmpServer.Greeting + "\r\n");
         var caps = await raw.ReadLineAsync(conn);
         Assert.Contains("qmp_capabilities", caps, StringComparison.Ordinal);
         var capsId = System.Text.Json.JsonDocument.Parse(caps).RootElement.GetProperty("id").GetRawText();
-        foreach (var b in System.Text.Encoding.UTF8.GetBytes($$"""{"return": {}, "id": {{capsId}}}""" + "\r\n"))
-            await conn.SendAsync(new[] { b });
+        await SendBytewise(conn, $$"""{"return": {}, "id": {{capsId}}}""" + "\r\n");
         await using var qmp = await client;
 
         var pending = qmp.ExecuteAsync("query-status", null, Ct);
         var cmd = await raw.ReadLineAsync(conn);
         var id = System.Text.Json.JsonDocument.Parse(cmd).RootElement.GetProperty("id").GetRawText();
-        foreach (var b in System.Text.Encoding.UTF8.GetBytes(
-                     """{"timestamp": {"seconds": 1, "microseconds": 0}, "event": "RESUME"}""" + "\r\n" +
-                     $$"""{"return": {"value": "a\u00e9"}, "id": {{id}}}""" + "\r\n"))
-            await conn.SendAsync(new[] { b });
+        await SendBytewise(conn,
+            """{"timestamp": {"seconds": 1, "microseconds": 0}, "event": "RESUME"}""" + "\r\n" +
+            $$"""{"return": {"value": "a\u00e9"}, "id": {{id}}}""" + "\r\n");
 
         Assert.Equal("aé", (await pending).GetProperty("value").GetString());
         Assert.Equal("RESUME", (await qmp.WaitForEventAsync("RESUME", 0, null, TimeSpan.FromSeconds(5), Ct)).Name);
+    }
+
+    [Fact]
+    public async Task A_reply_larger_than_the_initial_buffer_is_read_whole()
+    {
+        var big = new string('q', 300_000);
+        await using var server = new FakeQmpServer();
+        server.OnCommand = (cmd, id, send) => send($$"""{"return": "{{big}}", "id": {{id}}}""");
+        await using var qmp = await QmpClient.ConnectAsync(server.Path, Fast, ct: Ct);
+
+        Assert.Equal(big, (await qmp.ExecuteAsync("query-qmp-schema", null, Ct)).GetString());
+        Assert.Equal(big, (await qmp.ExecuteAsync("query-qmp-schema", null, Ct)).GetString());
     }
 
     [Fact]
@@ -229,6 +238,21 @@ public class QmpClientTests
         await Assert.ThrowsAsync<QmpProtocolException>(() => qmp.WaitForEventAsync("X", 0, null, TimeSpan.FromSeconds(5), Ct));
     }
 
+    [Theory]
+    [InlineData("""{"error": {"class": 5, "desc": "x"}, "id": ID}""")]
+    [InlineData("""{"event": "STOP", "timestamp": 7}""")]
+    [InlineData("""{"event": "STOP", "timestamp": {"seconds": "x", "microseconds": 0}}""")]
+    public async Task A_message_with_members_of_the_wrong_type_ends_the_connection_instead_of_hanging(string message)
+    {
+        await using var server = new FakeQmpServer();
+        server.OnCommand = (cmd, id, send) => send(message.Replace("ID", id, StringComparison.Ordinal));
+        await using var qmp = await QmpClient.ConnectAsync(server.Path, Fast, ct: Ct);
+
+        var e = await Assert.ThrowsAsync<QmpProtocolException>(() => qmp.ExecuteAsync("query-status", null, Ct));
+
+        Assert.Contains(server.Path, e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task An_oversized_line_is_rejected_before_it_is_buffered()
     {
@@ -259,5 +283,11 @@ public class QmpClientTests
 
         var e = await Assert.ThrowsAsync<QmpProtocolException>(() => pending);
         Assert.Contains(server.Path, e.Message, StringComparison.Ordinal);
+    }
+
+    private static async Task SendBytewise(System.Net.Sockets.Socket socket, string text)
+    {
+        foreach (var b in System.Text.Encoding.UTF8.GetBytes(text))
+            await socket.SendAsync(new[] { b });
     }
 }
