@@ -1,111 +1,136 @@
 using System.CommandLine;
 using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
 using StreamClone.Host.Bench;
-using StreamClone.Perf;
 using StreamClone.Shared;
+using StreamClone.Shared.Qemu;
 using StreamClone.Sink;
+using StreamClone.Sink.Restore;
 using StreamClone.Sink.Session;
 using StreamClone.Sink.Store;
 
 namespace StreamClone.Host.Commands;
 
 /// <summary>
-/// The README's main job: a VM-memory-like image (generated once, seeded) streamed from a source
-/// process into this process's sink, with demand reads issued while the bulk stream runs, the copy
-/// verified byte for byte, and the figures printed.
+/// The README's main job: boot the test guest, snapshot it live, stream it source → sink, restore a
+/// clone, and show both consoles' counters side by side. `--image` runs the pipeline-only demo on a
+/// VM-memory-like image instead.
 /// </summary>
-internal static class DemoCommand
+internal static partial class DemoCommand
 {
     public static Command Create()
     {
-        var size = new Option<string>("--size") { Description = "Size of the memory-like image.", DefaultValueFactory = _ => "1G" };
-        var probeReads = new Option<int>("--probe-reads") { Description = "Random demand reads while the bulk stream runs.", DefaultValueFactory = _ => 200 };
-        var cache = new Option<string>("--cache") { Description = "Where the generated image is kept between runs.", DefaultValueFactory = _ => DefaultCache() };
-        var command = new Command("demo", "Stream a 1 GiB VM-memory-like image source → sink over loopback with progress; demand reads during the transfer; verify; print throughput, ratio and demand latency.")
+        var image = new Option<bool>("--image") { Description = "Stream a generated VM-memory-like image instead of a live VM (with demand reads during the transfer)." };
+        var size = new Option<string>("--size") { Description = "With --image: the image's size.", DefaultValueFactory = _ => "1G" };
+        var probeReads = new Option<int>("--probe-reads") { Description = "With --image: random demand reads while the bulk stream runs.", DefaultValueFactory = _ => 200 };
+        var cache = new Option<string>("--cache") { Description = "With --image: where the generated image is kept between runs.", DefaultValueFactory = _ => DemoImage.DefaultCache() };
+        var memory = new Option<string>("--memory") { Description = "Guest RAM.", DefaultValueFactory = _ => "256M" };
+        var fill = new Option<int>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data.", DefaultValueFactory = _ => 128 };
+        var accel = new Option<VmAccel>("--accel") { Description = "kvm, tcg or auto (auto tries KVM and falls back to TCG when the guest stays silent).", DefaultValueFactory = _ => VmAccel.Tcg };
+        var command = new Command("demo", "Boot a small VM, snapshot it live, stream it source → sink over loopback, restore a clone and show both running side by side.")
         {
-            size, probeReads, cache,
+            image, size, probeReads, cache, memory, fill, accel,
         };
-        command.SetAction(async (r, ct) =>
-        {
-            var bytes = SizeParser.Parse(r.GetValue(size)!);
-            var image = await EnsureImageAsync(r.GetValue(cache)!, bytes, ct);
-            var work = Path.Combine(Path.GetTempPath(), $"streamclone-demo-{Guid.NewGuid():N}");
-            Directory.CreateDirectory(work);
-            try
-            {
-                return await RunAsync(image, work, r.GetValue(probeReads), ct);
-            }
-            finally
-            {
-                Directory.Delete(work, recursive: true);
-            }
-        });
+        command.SetAction(async (r, ct) => r.GetValue(image)
+            ? await DemoImage.RunAsync(r.GetValue(size)!, r.GetValue(probeReads), r.GetValue(cache)!, ct)
+            : await RunVmAsync(r.GetValue(memory)!, r.GetValue(fill), r.GetValue(accel), ct));
         return command;
     }
 
-    private static string DefaultCache() =>
-        Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "streamclone", "demo");
+    [GeneratedRegex(@"^SC tick=(\d+) mem=([0-9a-f]{8}) disk=([0-9a-f]{8}) chk=(ok|BAD)")]
+    private static partial Regex Tick();
 
-    private static async Task<string> EnsureImageAsync(string cacheDir, long bytes, CancellationToken ct)
+    private static async Task<int> RunVmAsync(string memory, int fillMiB, VmAccel accel, CancellationToken ct)
     {
-        Directory.CreateDirectory(cacheDir);
-        var path = Path.Combine(cacheDir, $"memory-{SizeParser.Format(bytes)}-seed1.img");
-        if (File.Exists(path) && new FileInfo(path).Length == bytes)
-        {
-            AnsiConsole.MarkupLine($"[grey]image:[/] {path} (cached)");
-            return path;
-        }
-        var clock = Stopwatch.StartNew();
-        await AnsiConsole.Status().StartAsync($"generating a {SizeParser.Format(bytes)} VM-memory-like image…", async _ =>
-            await ImageGenerator.GenerateAsync(path + ".tmp", bytes, ImageProfile.Memory, seed: 1, ct));
-        File.Move(path + ".tmp", path, overwrite: true);
-        AnsiConsole.MarkupLine($"[grey]image:[/] {path} (generated in {clock.Elapsed.TotalSeconds:F1} s)");
-        return path;
-    }
-
-    private static async Task<int> RunAsync(string image, string work, int probeReads, CancellationToken ct)
-    {
-        var portFile = Path.Combine(work, "port");
-        await using var source = ChildProcess.Start("source", ["source", "--image", image, "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json"]);
-        var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
-        AnsiConsole.MarkupLine($"[grey]source:[/] process {source.Id} listening on 127.0.0.1:{port}");
-
         using var logging = HostServices.CreateLogging(LogLevel.Warning);
-        using var store = ChunkStore.Open(Path.Combine(work, "store"), logging.CreateLogger("sink"));
-        await using var session = await SinkSession.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port), store,
-            new SinkOptions(), TransportOptions.Default, logging.CreateLogger("sink"), ct);
-        AnsiConsole.MarkupLine($"[grey]sink:[/] process {Environment.ProcessId}, store {Path.Combine(work, "store")}; {probeReads} demand reads will run during the transfer");
-
-        var probe = new DemandProbe();
-        using var probeStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var probing = probe.RunAsync(session, probeReads, TimeSpan.FromMilliseconds(2), seed: 7, probeStop.Token);
-        var run = session.RunAsync();
-        await ProgressView.ShowSinkAsync(session, run);
-        var manifest = await run;
-        await probeStop.CancelAsync();
+        var logger = logging.CreateLogger("demo");
+        var work = Path.Combine(Path.GetTempPath(), $"streamclone-demo-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(work);
         try
         {
-            await probing;
-        }
-        catch (OperationCanceledException)
-        {
-        }
-        await source.WaitAsync(TimeSpan.FromSeconds(30), ct);
+            var clock = Stopwatch.StartNew();
+            var guest = await AnsiConsole.Status().StartAsync("building the test guest (Debian cloud kernel, busybox initramfs, ext4 disk)…",
+                _ => GuestBuilder.BuildAsync(null, logger, ct));
+            AnsiConsole.MarkupLine($"[grey]guest:[/] {guest.Directory} (kernel {guest.KernelVersion})");
 
-        var copy = session.Snapshot.GetObjectPath(0);
-        var identical = await FileCompare.SameContentAsync(image, copy, ct);
-        var total = manifest.Objects.Sum(o => o.Size);
-        var table = new Table().Title("demo: source → sink over loopback").AddColumns("figure", "value");
-        table.AddRow("image", $"{total:N0} bytes");
-        table.AddRow("time", $"{session.Seconds:F2} s = {total / 1e6 / session.Seconds:F0} MB/s end to end");
-        table.AddRow("on the wire", $"{session.WireBytes:N0} bytes = {100.0 * session.WireBytes / total:F1}% of the image");
-        table.AddRow("chunks data / zero / dedup", $"{session.Stats.DataChunks:N0} / {session.Stats.ZeroChunks:N0} / {session.Stats.KnownChunks:N0}");
-        table.AddRow("demand reads ahead of the stream", probe.DemandLatenciesMs.Count == 0 ? "none (transfer finished first)" :
-            $"{probe.DemandLatenciesMs.Count}: p50 {DemandProbe.Percentile(probe.DemandLatenciesMs, 50):F2} ms, p99 {DemandProbe.Percentile(probe.DemandLatenciesMs, 99):F2} ms");
-        table.AddRow("copy identical", identical ? "[green]yes[/]" : "[red]NO[/]");
-        AnsiConsole.Write(table);
-        return identical ? 0 : 1;
+            var sourceQmp = Path.Combine(work, "source-qmp.sock");
+            var vmOptions = new VmOptions { Guest = guest, Memory = memory, FillMiB = fillMiB, Accel = accel, WorkDir = Path.Combine(work, "vm") };
+            await using var vm = await AnsiConsole.Status().StartAsync($"booting the source VM ({memory}, {accel})…",
+                _ => VmLauncher.StartAsync(vmOptions with { ExtraArguments = ["-qmp", $"unix:{sourceQmp},server=on,wait=off"] }, logger, ct));
+            await vm.WaitForConsoleAsync(l => Tick().IsMatch(l), TimeSpan.FromMinutes(3), 0, ct);
+            AnsiConsole.MarkupLine($"[grey]source VM:[/] pid {vm.ProcessId}, {vm.Accel}, counting after {clock.Elapsed.TotalSeconds:F1} s: {Markup.Escape(vm.GetConsoleLines()[^1])}");
+
+            // The source is its own process, as on a real host; the sink runs here to show its progress.
+            var portFile = Path.Combine(work, "port");
+            await using var source = ChildProcess.Start("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json"]);
+            var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
+            var snapshotClock = Stopwatch.StartNew();
+            using var store = ChunkStore.Open(Path.Combine(work, "store"), logger);
+            SinkSession? session = null;
+            try
+            {
+                session = await SinkSession.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), store, new SinkOptions(), TransportOptions.Default, logger, ct);
+                var run = session.RunAsync();
+                await ProgressView.ShowSinkAsync(session, run);
+                await run;
+            }
+            finally
+            {
+                if (session is not null)
+                {
+                    await session.DisposeAsync();
+                }
+            }
+            var snapshotSeconds = snapshotClock.Elapsed.TotalSeconds;
+            await source.WaitAsync(TimeSpan.FromSeconds(60), ct);
+            using var sourceJson = JsonDocument.Parse(source.LastLine);
+            var live = sourceJson.RootElement.GetProperty("live");
+
+            var restoreClock = Stopwatch.StartNew();
+            await using var clone = await AnsiConsole.Status().StartAsync("restoring a clone from the sink's store…",
+                _ => CloneRestorer.RestoreAsync(store.GetSnapshot(session!.Snapshot.SnapshotId)!, vmOptions, Path.Combine(work, "clone"), logger, ct));
+            var restoreMs = restoreClock.Elapsed.TotalMilliseconds;
+
+            // Both consoles side by side for a few seconds: the clone picks up at the snapshot's tick.
+            var table = new Table().AddColumns($"source VM (pid {vm.ProcessId})", $"clone VM (pid {clone.Vm.ProcessId})").Expand();
+            await AnsiConsole.Live(table).StartAsync(async ctx =>
+            {
+                for (var i = 0; i < 25; i++)
+                {
+                    table.Rows.Clear();
+                    var left = vm.GetConsoleLines().Select(l => Tick().Match(l)).Where(m => m.Success).TakeLast(8).Select(m => m.Value).ToArray();
+                    var right = clone.Vm.GetConsoleLines().Select(l => Tick().Match(l)).Where(m => m.Success).TakeLast(8).Select(m => m.Value).ToArray();
+                    for (var row = 0; row < 8; row++)
+                    {
+                        table.AddRow(Markup.Escape(row < left.Length ? left[row] : ""), Markup.Escape(row < right.Length ? right[row] : ""));
+                    }
+                    ctx.Refresh();
+                    await Task.Delay(200, ct);
+                }
+            });
+
+            var firstClone = clone.Vm.GetConsoleLines().Select(l => Tick().Match(l)).FirstOrDefault(m => m.Success);
+            var twin = firstClone is null ? null : vm.GetConsoleLines().Select(l => Tick().Match(l)).FirstOrDefault(m => m.Success && m.Groups[1].Value == firstClone.Groups[1].Value);
+            var continues = firstClone is not null && twin is not null && firstClone.Groups[4].Value == "ok"
+                && twin.Groups[2].Value == firstClone.Groups[2].Value && twin.Groups[3].Value == firstClone.Groups[3].Value;
+            var summary = new Table().Title("demo: live VM → source → sink → clone").AddColumns("figure", "value");
+            summary.AddRow("guest pause (QEMU downtime)", $"{live.GetProperty("downtime_ms")} ms (stop → restart seen over QMP: {live.GetProperty("stop_to_restart_ms").GetDouble():F1} ms)");
+            summary.AddRow("snapshot streamed", $"{live.GetProperty("memory_bytes").GetInt64():N0} B memory + {live.GetProperty("disk_bytes").GetInt64():N0} B disk in {snapshotSeconds:F2} s");
+            summary.AddRow("on the wire", $"{session!.WireBytes:N0} bytes");
+            summary.AddRow("clone running after", $"{restoreMs:F0} ms");
+            summary.AddRow("clone continues", continues
+                ? $"[green]yes[/]: first tick {firstClone!.Groups[1].Value}, memory and disk checksums equal to the source's at that tick"
+                : "[red]NO[/]");
+            AnsiConsole.Write(summary);
+            return continues ? 0 : 1;
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
     }
 }
