@@ -77,7 +77,7 @@ internal static class BenchCommand
     private static Command CreateSnapshot()
     {
         var memory = new Option<string>("--memory") { Description = "Guest RAM (256M, 1G, …).", DefaultValueFactory = _ => "256M" };
-        var fill = new Option<int?>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data (default: all but 96 MiB)." };
+        var fill = new Option<int?>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data (default: all but max(96 MiB, a quarter))." };
         var accel = new Option<StreamClone.Shared.Qemu.VmAccel>("--accel") { Description = "kvm, tcg or auto (KVM is detected as unusable within seconds).", DefaultValueFactory = _ => StreamClone.Shared.Qemu.VmAccel.Tcg };
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
@@ -93,8 +93,9 @@ internal static class BenchCommand
             try
             {
                 var mem = r.GetValue(memory)!;
-                // All but ~96 MiB (kernel, initramfs, page tables): more and the guest kernel panics out of memory.
-                var fillMiB = r.GetValue(fill) ?? Math.Max(16, (int)(SizeParser.Parse(mem) >> 20) - 96);
+                // Leave the kernel, initramfs and page tables max(96 MiB, a quarter): more and the guest kernel panics out of memory.
+                var memMiB = (int)(SizeParser.Parse(mem) >> 20);
+                var fillMiB = r.GetValue(fill) ?? Math.Max(16, memMiB - Math.Max(96, memMiB / 4));
                 var report = await SnapshotBench.RunAsync(mem, fillMiB, r.GetValue(accel), work, logging.CreateLogger("bench"), ct);
                 if (r.GetValue(json))
                 {

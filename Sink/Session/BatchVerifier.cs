@@ -1,5 +1,5 @@
-using System.Buffers;
 using StreamClone.Shared;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
@@ -29,7 +29,7 @@ internal sealed class VerifiedBatch
     {
         if (Data.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(Data);
+            BatchBuffers.Pool.Return(Data);
         }
     }
 }
@@ -50,7 +50,7 @@ internal static class BatchVerifier
             }
             var header = received.Header;
             var obj = BatchLayout.Validate(header, objects);
-            var data = header.RawLength == 0 ? [] : ArrayPool<byte>.Shared.Rent(header.RawLength);
+            var data = header.RawLength == 0 ? [] : BatchBuffers.Pool.Rent(header.RawLength);
             try
             {
                 BatchCodec.Decompress(header.Codec, received.Payload.AsSpan(0, received.PayloadLength), data.AsSpan(0, header.RawLength));
@@ -83,7 +83,7 @@ internal static class BatchVerifier
             {
                 if (data.Length > 0)
                 {
-                    ArrayPool<byte>.Shared.Return(data);
+                    BatchBuffers.Pool.Return(data);
                 }
                 throw;
             }
@@ -93,7 +93,7 @@ internal static class BatchVerifier
         {
             if (received.Payload.Length > 0)
             {
-                ArrayPool<byte>.Shared.Return(received.Payload);
+                BatchBuffers.Pool.Return(received.Payload);
             }
         }
     }

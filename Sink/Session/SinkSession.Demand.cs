@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using StreamClone.Shared;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 
@@ -162,7 +163,7 @@ public sealed partial class SinkSession
                     ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"demand lane: unexpected {frame.Type}");
                 }
                 var header = frame.DecodeHeader<ChunkBatchMessage>();
-                var payload = frame.Payload.IsEmpty ? [] : ArrayPool<byte>.Shared.Rent((int)frame.Payload.Length);
+                var payload = frame.Payload.IsEmpty ? [] : BatchBuffers.Pool.Rent((int)frame.Payload.Length);
                 frame.Payload.CopyTo(payload);
                 var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = payload, PayloadLength = (int)frame.Payload.Length }, Snapshot.Objects);
                 Store(verified, demand: true);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Threading.Tasks.Dataflow;
 using StreamClone.Shared;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Threading;
@@ -51,7 +52,7 @@ public sealed partial class SinkSession
                 {
                     case FrameType.ChunkBatch:
                         var header = frame.DecodeHeader<ChunkBatchMessage>();
-                        var payload = frame.Payload.IsEmpty ? [] : ArrayPool<byte>.Shared.Rent((int)frame.Payload.Length);
+                        var payload = frame.Payload.IsEmpty ? [] : BatchBuffers.Pool.Rent((int)frame.Payload.Length);
                         frame.Payload.CopyTo(payload);
                         await PostAsync(verify, new ReceivedBatch { Header = header, Payload = payload, PayloadLength = (int)frame.Payload.Length }, ct);
                         return true;
@@ -111,7 +112,7 @@ public sealed partial class SinkSession
         {
             if (batch.Payload.Length > 0)
             {
-                ArrayPool<byte>.Shared.Return(batch.Payload);
+                BatchBuffers.Pool.Return(batch.Payload);
             }
             // The verify or store stage faulted; its exception is the real cause and surfaces from its completion.
             throw new OperationCanceledException("the verify/store stages stopped");

@@ -1,5 +1,5 @@
-using System.Buffers;
 using StreamClone.Shared;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
@@ -134,7 +134,7 @@ public sealed partial class SnapshotAssembly
     private void ClearStaleBytes(StoredObject obj, long index)
     {
         var length = obj.ChunkLength(index);
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        var buffer = BatchBuffers.Pool.Rent(length);
         try
         {
             var bytes = buffer.AsSpan(0, length);
@@ -155,7 +155,7 @@ public sealed partial class SnapshotAssembly
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            BatchBuffers.Pool.Return(buffer);
         }
     }
 
@@ -185,7 +185,7 @@ public sealed partial class SnapshotAssembly
             return false;
         }
         var length = obj.ChunkLength(index);
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        var buffer = BatchBuffers.Pool.Rent(length);
         try
         {
             var bytes = buffer.AsSpan(0, length);
@@ -204,7 +204,7 @@ public sealed partial class SnapshotAssembly
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            BatchBuffers.Pool.Return(buffer);
         }
     }
 
@@ -267,7 +267,7 @@ public sealed partial class SnapshotAssembly
             // Repeats are rare (a resumed stream re-sending a place), so re-hashing the held bytes is
             // cheaper than keeping 32 bytes of hash per place in memory.
             var length = obj.ChunkLength(index);
-            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            var buffer = BatchBuffers.Pool.Rent(length);
             try
             {
                 var bytes = buffer.AsSpan(0, length);
@@ -276,7 +276,7 @@ public sealed partial class SnapshotAssembly
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                BatchBuffers.Pool.Return(buffer);
             }
         }
         if (!same)

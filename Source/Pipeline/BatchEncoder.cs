@@ -1,4 +1,4 @@
-using System.Buffers;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
@@ -52,7 +52,7 @@ internal static class BatchEncoder
         }
 
         var hashes = new byte[nonZero * ChunkHash.Size];
-        var staging = rawData == 0 ? [] : ArrayPool<byte>.Shared.Rent(rawData);
+        var staging = rawData == 0 ? [] : BatchBuffers.Pool.Rent(rawData);
         int zero = 0, known = 0, h = 0, at = 0;
         for (var i = 0; i < batch.Count; i++)
         {
@@ -75,13 +75,13 @@ internal static class BatchEncoder
         }
         batch.ReturnRaw();
 
-        var payload = ArrayPool<byte>.Shared.Rent(Math.Max(1, BatchCodec.MaxCompressedLength(rawData)));
+        var payload = BatchBuffers.Pool.Rent(Math.Max(1, BatchCodec.MaxCompressedLength(rawData)));
         var (codec, length) = rawData == 0
             ? (PayloadCodec.None, 0)
             : BatchCodec.Compress(staging.AsSpan(0, rawData), payload, compressionLevel);
         if (rawData > 0)
         {
-            ArrayPool<byte>.Shared.Return(staging);
+            BatchBuffers.Pool.Return(staging);
         }
 
         return new EncodedBatch
@@ -110,7 +110,7 @@ internal static class BatchEncoder
     {
         var offset = firstIndex * obj.ChunkSize;
         var length = (int)Math.Min((long)count * obj.ChunkSize, obj.Size - offset);
-        var raw = ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
+        var raw = BatchBuffers.Pool.Rent(Math.Max(1, length));
         try
         {
             var read = await input.ReadAsync(obj.Id, offset, raw.AsMemory(0, length), ct);
@@ -121,7 +121,7 @@ internal static class BatchEncoder
         }
         catch
         {
-            ArrayPool<byte>.Shared.Return(raw);
+            BatchBuffers.Pool.Return(raw);
             throw;
         }
         return new WorkBatch

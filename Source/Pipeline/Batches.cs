@@ -1,4 +1,4 @@
-using System.Buffers;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
@@ -30,7 +30,7 @@ internal sealed class WorkBatch
         return Raw.AsSpan(start, Math.Min(ChunkSize, RawLength - start));
     }
 
-    public void ReturnRaw() => ArrayPool<byte>.Shared.Return(Raw);
+    public void ReturnRaw() => BatchBuffers.Pool.Return(Raw);
 }
 
 /// <summary>A batch ready for the wire: header plus a rented payload the sender returns after writing.</summary>
@@ -46,5 +46,5 @@ internal sealed class EncodedBatch
 
     public ReadOnlyMemory<byte> PayloadMemory => Payload.AsMemory(0, PayloadLength);
 
-    public void ReturnPayload() => ArrayPool<byte>.Shared.Return(Payload);
+    public void ReturnPayload() => BatchBuffers.Pool.Return(Payload);
 }
