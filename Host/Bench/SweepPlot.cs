@@ -16,6 +16,8 @@ internal static class SweepPlot
         plot.Axes.Bottom.SetTicks([.. rows.Select((_, i) => (i * 3) + 0.5)], [.. rows.Select(r => r.Label)]);
         plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
         plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        // Room for the rotated labels ("16K L-1 P2"), which are otherwise clipped at the bottom edge.
+        plot.Axes.Bottom.MinimumSize = 90;
         plot.Axes.Left.Label.Text = "MB/s end to end";
         plot.Axes.Right.Label.Text = "wire bytes, % of input";
         plot.Title("bench pipeline --sweep: chunk size × zstd level × parallelism");
