@@ -7,6 +7,7 @@ public sealed partial class FrameConnection
     // One writer at a time: FrameWriter numbers frames and PipeWriter is single-producer.
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly FrameWriter _frameWriter = new();
+    private long _bytesWritten;
 
     /// <summary>
     /// Writes one frame and flushes. The flush obeys the pipe's pause threshold: when the socket
@@ -17,7 +18,7 @@ public sealed partial class FrameConnection
         await _sendLock.WaitAsync(ct);
         try
         {
-            _frameWriter.Write(_connection.Output, type, header, payload.Span);
+            _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
             var flush = await _connection.Output.FlushAsync(ct);
             if (flush.IsCanceled || flush.IsCompleted)
             {
@@ -27,6 +28,19 @@ public sealed partial class FrameConnection
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Waits (bounded) until the socket loop has handed every written byte to the kernel: a flush
+    /// only moves bytes into the pipe, and aborting right after it would drop a final Error frame.
+    /// </summary>
+    private async Task DrainAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (_connection.BytesSent < Interlocked.Read(ref _bytesWritten) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
         }
     }
 
@@ -41,7 +55,7 @@ public sealed partial class FrameConnection
         {
             foreach (var (header, payload) in frames)
             {
-                _frameWriter.Write(_connection.Output, type, header, payload.Span);
+                _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
             }
             var flush = await _connection.Output.FlushAsync(ct);
             if (flush.IsCanceled || flush.IsCompleted)

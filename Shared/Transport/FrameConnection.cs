@@ -134,6 +134,7 @@ public sealed partial class FrameConnection : IAsyncDisposable
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await SendAsync(FrameType.Error, new ErrorMessage { Code = code, Message = message }, ReadOnlyMemory<byte>.Empty, cts.Token);
+            await DrainAsync(TimeSpan.FromSeconds(1));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
