@@ -54,12 +54,7 @@ internal static class BenchCommand
                 }
                 else
                 {
-                    var table = new Table().AddColumns("figure", "value");
-                    foreach (var (key, value) in report)
-                    {
-                        table.AddRow(key, Convert.ToString(value, CultureInfo.InvariantCulture) ?? "");
-                    }
-                    AnsiConsole.Write(table);
+                    WriteTable(report);
                 }
                 return report["identical"] is true && (!report.TryGetValue("second_identical", out var s2) || s2 is true) ? 0 : 1;
             }
@@ -103,12 +98,7 @@ internal static class BenchCommand
                 }
                 else
                 {
-                    var table = new Table().AddColumns("figure", "value");
-                    foreach (var (key, value) in report)
-                    {
-                        table.AddRow(key, Convert.ToString(value, CultureInfo.InvariantCulture) ?? "");
-                    }
-                    AnsiConsole.Write(table);
+                    WriteTable(report);
                 }
                 return report["clone_continues"] is true ? 0 : 1;
             }
@@ -118,6 +108,16 @@ internal static class BenchCommand
             }
         });
         return command;
+    }
+
+    private static void WriteTable(Dictionary<string, object?> report)
+    {
+        var table = new Table().AddColumns("figure", "value");
+        foreach (var (key, value) in report)
+        {
+            table.AddRow(key, Convert.ToString(value, CultureInfo.InvariantCulture) ?? "");
+        }
+        AnsiConsole.Write(table);
     }
 
     private static async Task<Dictionary<string, object?>> RunOnceAsync(string input, string? second, string work, PipelineSettings settings, bool baseline, CancellationToken ct)

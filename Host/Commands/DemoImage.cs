@@ -67,19 +67,7 @@ internal static class DemoImage
         AnsiConsole.MarkupLine($"[grey]sink:[/] process {Environment.ProcessId}, store {Path.Combine(work, "store")}; {probeReads} demand reads will run during the transfer");
 
         var probe = new DemandProbe();
-        using var probeStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var probing = probe.RunAsync(session, probeReads, TimeSpan.FromMilliseconds(2), seed: 7, probeStop.Token);
-        var run = session.RunAsync();
-        await ProgressView.ShowSinkAsync(session, run);
-        var manifest = await run;
-        await probeStop.CancelAsync();
-        try
-        {
-            await probing;
-        }
-        catch (OperationCanceledException)
-        {
-        }
+        var manifest = await probe.RunBesideAsync(session, probeReads, TimeSpan.FromMilliseconds(2), seed: 7, run => ProgressView.ShowSinkAsync(session, run), ct);
         await source.WaitAsync(TimeSpan.FromSeconds(30), ct);
 
         var copy = session.Snapshot.GetObjectPath(0);

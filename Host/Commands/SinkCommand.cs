@@ -32,24 +32,8 @@ internal static class SinkCommand
             var options = new SinkOptions { Parallelism = result.GetValue(parallelism) };
             await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, TransportOptions.Default, logger, ct);
             var probe = new DemandProbe();
-            using var probeStop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            var probing = result.GetValue(probeReads) is > 0 and var n
-                ? probe.RunAsync(session, n, TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42, probeStop.Token)
-                : Task.CompletedTask;
-            var run = session.RunAsync();
-            if (HostServices.Interactive(asJson))
-            {
-                await ProgressView.ShowSinkAsync(session, run);
-            }
-            var manifest = await run;
-            await probeStop.CancelAsync();
-            try
-            {
-                await probing;
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            var manifest = await probe.RunBesideAsync(session, result.GetValue(probeReads), TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42,
+                HostServices.Interactive(asJson) ? run => ProgressView.ShowSinkAsync(session, run) : null, ct);
 
             var total = manifest.Objects.Sum(o => o.Size);
             var summary = new SinkSummary(

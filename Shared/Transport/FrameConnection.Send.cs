@@ -19,15 +19,20 @@ public sealed partial class FrameConnection
         try
         {
             _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
-            var flush = await _connection.Output.FlushAsync(ct);
-            if (flush.IsCanceled || flush.IsCompleted)
-            {
-                throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "peer stopped reading"})");
-            }
+            await FlushAsync(type, ct);
         }
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    private async ValueTask FlushAsync(FrameType type, CancellationToken ct)
+    {
+        var flush = await _connection.Output.FlushAsync(ct);
+        if (flush.IsCanceled || flush.IsCompleted)
+        {
+            throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "peer stopped reading"})");
         }
     }
 
@@ -57,11 +62,7 @@ public sealed partial class FrameConnection
             {
                 _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
             }
-            var flush = await _connection.Output.FlushAsync(ct);
-            if (flush.IsCanceled || flush.IsCompleted)
-            {
-                throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "peer stopped reading"})");
-            }
+            await FlushAsync(type, ct);
         }
         finally
         {

@@ -41,6 +41,34 @@ public sealed class DemandProbe
         }
     }
 
+    /// <summary>Runs the session's bulk stream to the end with this probe beside it (stopped when the stream ends).</summary>
+    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(SinkSession session, int reads, TimeSpan spacing, int seed,
+        Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var probing = reads > 0 ? RunAsync(session, reads, spacing, seed, stop.Token) : Task.CompletedTask;
+        var run = session.RunAsync();
+        if (watch is not null)
+        {
+            await watch(run);
+        }
+        try
+        {
+            return await run;
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            try
+            {
+                await probing;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
     public static double Percentile(IReadOnlyList<double> values, double p)
     {
         if (values.Count == 0)

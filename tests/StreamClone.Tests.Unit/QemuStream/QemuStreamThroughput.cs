@@ -92,19 +92,20 @@ public class QemuStreamThroughput
         return new Result(bytes, baseline ? chunks * pagesPerChunk : sink.Pages, stopwatch.Elapsed, allocated, reader.Statistics.StraddledPages);
     }
 
-    [Fact(Explicit = true)]
-    public async Task Reader_throughput_over_1_GiB_of_pages()
+    /// <summary>
+    /// Runs the throughput harness small (64 MiB of pages per segment size) and checks the reader
+    /// sees every page whatever the segmentation; the figures go to the test output. For the 1 GiB
+    /// figures call <see cref="RunAsync"/> with 262 000 pages (see the README's table).
+    /// </summary>
+    [Fact]
+    public async Task Reader_sees_every_page_at_every_segment_size()
     {
         var ct = TestContext.Current.CancellationToken;
-        await RunAsync(16_000, 64 * 1024, baseline: false, ct); // warm-up (JIT, pool)
         foreach (var segment in new[] { 4096, 64 * 1024, 1 << 20 })
         {
-            foreach (var baseline in new[] { true, false })
-            {
-                var result = await RunAsync(262_000, segment, baseline, ct);
-                TestContext.Current.TestOutputHelper?.WriteLine($"segment {segment}, {(baseline ? "pipe only" : "reader   ")}: {result}");
-                Assert.Equal(262_000, result.Pages);
-            }
+            var result = await RunAsync(16_000, segment, baseline: false, ct);
+            TestContext.Current.TestOutputHelper?.WriteLine($"segment {segment}: {result}");
+            Assert.Equal(16_000, result.Pages);
         }
     }
 

@@ -20,7 +20,7 @@ internal sealed class DripPipeReader : PipeReader
 
     public DripPipeReader(byte[] data, int step, bool oneByteSegments, long? visibleLimit = null)
     {
-        _all = oneByteSegments ? Segmented(data) : new ReadOnlySequence<byte>(data);
+        _all = oneByteSegments ? Segments.OneBytePerSegment(data) : new ReadOnlySequence<byte>(data);
         _limit = visibleLimit ?? data.Length;
         _step = step;
     }
@@ -59,38 +59,5 @@ internal sealed class DripPipeReader : PipeReader
 
     public override void Complete(Exception? exception = null)
     {
-    }
-
-    private static ReadOnlySequence<byte> Segmented(byte[] data)
-    {
-        if (data.Length == 0)
-        {
-            return ReadOnlySequence<byte>.Empty;
-        }
-
-        var first = new Segment(data.AsMemory(0, 1), 0);
-        var last = first;
-        for (var i = 1; i < data.Length; i++)
-        {
-            last = last.Append(data.AsMemory(i, 1));
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
     }
 }
