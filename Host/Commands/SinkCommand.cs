@@ -52,7 +52,9 @@ internal static class SinkCommand
                 DemandP50Ms: Round(DemandProbe.Percentile(probe.DemandLatenciesMs, 50)),
                 DemandP99Ms: Round(DemandProbe.Percentile(probe.DemandLatenciesMs, 99)),
                 DemandMaxMs: Round(probe.DemandLatenciesMs.DefaultIfEmpty(double.NaN).Max()),
-                PeakRssMb: ProcessStats.PeakRssMiB());
+                PeakRssMb: ProcessStats.PeakRssMiB(),
+                GcPauseMs: ProcessStats.GcPauseMs(),
+                Gen2Collections: ProcessStats.Gen2Collections());
             if (asJson)
             {
                 Console.WriteLine(JsonSerializer.Serialize(summary, HostServices.Json));
@@ -87,4 +89,6 @@ internal sealed record SinkSummary(
     double? DemandP50Ms,
     double? DemandP99Ms,
     double? DemandMaxMs,
-    double PeakRssMb);
+    double PeakRssMb,
+    double GcPauseMs,
+    int Gen2Collections);

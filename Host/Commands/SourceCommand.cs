@@ -116,7 +116,7 @@ internal static class SourceCommand
             }).ToList();
             if (asJson)
             {
-                Console.WriteLine(JsonSerializer.Serialize(new { snapshot = input.Offer.SnapshotId, sessions = summaries, live = await LiveSummaryAsync(live), peak_rss_mb = ProcessStats.PeakRssMiB() }, HostServices.Json));
+                Console.WriteLine(JsonSerializer.Serialize(new { snapshot = input.Offer.SnapshotId, sessions = summaries, live = await LiveSummaryAsync(live), peak_rss_mb = ProcessStats.PeakRssMiB(), gc_pause_ms = ProcessStats.GcPauseMs(), gen2_collections = ProcessStats.Gen2Collections() }, HostServices.Json));
             }
             else
             {
