@@ -94,11 +94,20 @@ internal static class SourceCommand
                 Console.WriteLine($"Offering snapshot {input.Offer.SnapshotId} on {bound} ({input.Offer.Objects.Count} objects). Ctrl+C stops.");
             }
             var run = server.RunAsync(stop.Token);
+            // A live snapshot that fails (VM died, stream cut short, disk full) ends the source: its sessions
+            // already failed with the error, and no later sink may be served a snapshot that cannot complete.
+            var watch = live is null ? Task.CompletedTask : StopWhenFailedAsync(live, stop);
             if (HostServices.Interactive(asJson))
             {
                 await ProgressView.ShowSourceAsync(server, input.Offer.Objects.Sum(o => o.Size), run);
             }
             await run;
+            if (live is not null)
+            {
+                // Rethrows the snapshot's failure (one clear line, exit 1) even when every session ended well.
+                await watch;
+                await live.Completion;
+            }
 
             var summaries = ended.Select(s => new
             {
@@ -125,6 +134,18 @@ internal static class SourceCommand
             return ended.All(s => s.Completed) ? 0 : 1;
         });
         return command;
+    }
+
+    private static async Task StopWhenFailedAsync(LiveVmSnapshot live, CancellationTokenSource stop)
+    {
+        try
+        {
+            await live.Completion;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            await stop.CancelAsync();
+        }
     }
 
     private static async Task<object?> LiveSummaryAsync(LiveVmSnapshot? live)
