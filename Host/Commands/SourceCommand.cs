@@ -51,6 +51,11 @@ internal static class SourceCommand
             };
             var transport = TransportOptions.Default with { BulkNotSentLowWatermark = result.GetValue(notSentLowat) };
             var id = result.GetValue(snapshotId) ?? Guid.NewGuid().ToString("N");
+            if (result.GetValue(qmpSocket) is { } socketPath && !File.Exists(socketPath))
+            {
+                // connect(2) says "Cannot assign requested address" for a missing path: name the real problem.
+                throw new FileNotFoundException($"QMP socket {socketPath} does not exist (start QEMU with -qmp unix:{socketPath},server=on,wait=off)", socketPath);
+            }
             await using var qmp = result.GetValue(qmpSocket) is { } qmpPath ? await QmpClient.ConnectAsync(qmpPath, null, logger, ct) : null;
             await using var live = qmp is null ? null
                 : await LiveVmSnapshot.StartAsync(qmp, result.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-live-{id}"), options.ChunkSize, id, logger, ct);
