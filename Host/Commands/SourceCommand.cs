@@ -69,7 +69,16 @@ internal static class SourceCommand
             ISnapshotInput input = live is null ? files! : live.Input;
             if (live is not null)
             {
-                await live.Input.OfferReady.WaitAsync(TimeSpan.FromSeconds(60), ct);
+                try
+                {
+                    await live.Input.OfferReady.WaitAsync(TimeSpan.FromSeconds(60), ct);
+                }
+                catch (LiveSnapshotException)
+                {
+                    // The snapshot's own error names the VM and what QEMU said (and comes once the VM is recovered).
+                    await live.Completion;
+                    throw;
+                }
             }
             await using var server = new SourceServer(input, options, transport, logger);
             var bound = server.Listen(HostServices.ParseEndPoint(result.GetValue(listen)!));

@@ -61,6 +61,7 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
         try
         {
+            await CheckRoomForRamAsync(qmp, workDir, ct);
             await qmp.SetOnlyMigrationCapabilitiesAsync(["background-snapshot", "events"], ct);
             var status = (await qmp.ExecuteAsync("query-status", null, ct)).GetProperty("status").GetString();
             var mark = qmp.LastEventSequence;
@@ -151,31 +152,55 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            var vm = await DescribeVmAsync(qmp);
+            var (vm, answering) = await DescribeVmAsync(qmp);
             var error = new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} failed: {ex.Message}{vm}", ex);
             input.Fail(error);
             LiveLog.SnapshotFailed(logger, error.Message);
-            await RecoverAsync(qmp, statusBefore, frozen, migrationStarted: true, logger);
+            if (answering)
+            {
+                await RecoverAsync(qmp, statusBefore, frozen, migrationStarted: true, logger);
+            }
             throw error;
         }
     }
 
+    /// <summary>
+    /// The RAM files are allocated in full when the stream's block list arrives, but QEMU 7.2 does not survive
+    /// a background snapshot that fails that early (observed: its vCPU thread stays blocked in a userfaultfd
+    /// write fault, the whole VM hangs). So a work dir that cannot hold the guest's RAM is refused here, before
+    /// the VM is touched; the allocation stays the hard guard against a disk that fills up meanwhile.
+    /// </summary>
+    private static async Task CheckRoomForRamAsync(QmpClient qmp, string workDir, CancellationToken ct)
+    {
+        var summary = await qmp.ExecuteAsync("query-memory-size-summary", null, ct);
+        var ram = summary.GetProperty("base-memory").GetInt64()
+            + (summary.TryGetProperty("plugged-memory", out var plugged) ? plugged.GetInt64() : 0);
+        // ROMs, firmware and video RAM come on top of guest memory (a few MiB; 16 MiB with a std VGA).
+        var needed = ram + (16L << 20);
+        var free = new DriveInfo(Path.GetFullPath(workDir)).AvailableFreeSpace;
+        if (free < needed)
+        {
+            throw new LiveSnapshotException(
+                $"live snapshot of the VM behind {qmp.Path} not started: the work dir {workDir} has {free >> 20} MiB free, the VM's RAM needs {needed >> 20} MiB (No space left on device)");
+        }
+    }
+
     /// <summary>What QEMU says after a failure, for the error line: the migration's own error, or that the VM is gone.</summary>
-    private static async Task<string> DescribeVmAsync(QmpClient qmp)
+    private static async Task<(string Text, bool Answering)> DescribeVmAsync(QmpClient qmp)
     {
         if (qmp.Completion.IsCompleted)
         {
-            return "; the VM's QMP monitor is gone (did QEMU die?)";
+            return ("; the VM's QMP monitor is gone (did QEMU die?)", false);
         }
         try
         {
             using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             var info = await qmp.QueryMigrateAsync(quick.Token);
-            return info.ErrorDesc is { Length: > 0 } desc ? $"; QEMU: migration {info.Status}: {desc}" : "";
+            return (info.ErrorDesc is { Length: > 0 } desc ? $"; QEMU: migration {info.Status}: {desc}" : "", true);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            return $"; the VM's QMP monitor does not answer ({ex.Message})";
+            return (qmp.Completion.IsCompleted ? "; the VM's QMP monitor is gone (did QEMU die?)" : $"; the VM's QMP monitor does not answer ({ex.Message})", false);
         }
     }
 
@@ -189,7 +214,7 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         {
             return;
         }
-        using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         try
         {
             if (migrationStarted)
@@ -212,7 +237,7 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             }
             foreach (var disk in frozen)
             {
-                await LiveDiskSnapshot.CommitAsync(qmp, disk, TimeSpan.FromMinutes(1), bound.Token);
+                await LiveDiskSnapshot.CommitAsync(qmp, disk, TimeSpan.FromSeconds(45), bound.Token);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -265,8 +265,8 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             Assert.Equal(1, await source.WaitAsync(TimeSpan.FromSeconds(60)));
             var error = LastLine(source.Stderr);
             TestContext.Current.SendDiagnosticMessage(error);
-            Assert.StartsWith("streamclone: live snapshot of the VM behind " + sourceQmp + " failed:", error, StringComparison.Ordinal);
-            Assert.Contains("cannot reserve", error, StringComparison.Ordinal);
+            Assert.StartsWith("streamclone: live snapshot of the VM behind " + sourceQmp + " not started:", error, StringComparison.Ordinal);
+            Assert.Contains(Path.Combine(work, "live"), error, StringComparison.Ordinal);
             Assert.Contains("No space left on device", error, StringComparison.Ordinal);
             Assert.False(File.Exists(dir.File("port")), "a snapshot that failed must never be offered");
 
@@ -277,6 +277,36 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             var last = vm.GetConsoleLines().Where(GuestLine.IsTick).Select(GuestLine.Parse).Last();
             var next = GuestLine.Parse(await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= last.Tick + 3, TimeSpan.FromSeconds(30), 0, Ct));
             Assert.True(next.Ok, next.ToString());
+        }
+        finally
+        {
+            await RunAsync("umount", "-l", work);
+        }
+    }
+
+    [Fact]
+    public async Task RAM_that_does_not_fit_the_work_dir_is_an_IOException_when_the_block_list_arrives_not_a_crash_later()
+    {
+        using var dir = new TempDir();
+        var work = dir.File("tiny");
+        Directory.CreateDirectory(work);
+        await RunAsync("mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", work);
+        try
+        {
+            // 64 MiB of pages into 8 MiB: written through the mapping of a sparse file this would be a SIGBUS.
+            var stream = await MigrationStreamAsync(64 << 20);
+            var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, useSynchronizationContext: false));
+            await using var input = new LiveSnapshotInput(Path.Combine(work, "ram"), [], 4096, "too-big");
+            var receive = input.ReceiveAsync(pipe.Reader, Ct);
+            await pipe.Writer.WriteAsync(stream, Ct);
+            await pipe.Writer.CompleteAsync();
+
+            var error = await Assert.ThrowsAsync<LiveSnapshotException>(() => receive.WaitAsync(TimeSpan.FromSeconds(30), Ct));
+            var full = Assert.IsType<IOException>(error.InnerException);
+            Assert.Contains("cannot reserve 64 MiB", full.Message, StringComparison.Ordinal);
+            Assert.Contains("No space left on device", full.Message, StringComparison.Ordinal);
+            await Assert.ThrowsAsync<LiveSnapshotException>(() => input.OfferReady);
+            Assert.Equal(0, input.PagesReceived);
         }
         finally
         {
