@@ -153,7 +153,7 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             var (vm, answering) = await DescribeVmAsync(qmp);
-            var error = new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} failed: {ex.Message}{vm}", ex);
+            var error = new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} failed: {ex.Message.TrimEnd('.')}{vm}", ex);
             input.Fail(error);
             LiveLog.SnapshotFailed(logger, error.Message);
             if (answering)

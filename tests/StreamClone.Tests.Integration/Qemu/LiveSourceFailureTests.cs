@@ -156,7 +156,8 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             Assert.Contains("cut short", error, StringComparison.Ordinal);
             Assert.Contains("did QEMU die?", error, StringComparison.Ordinal);
             Assert.True(sinkExit != 0, $"sink:\n{sink.Stderr}\n{sink.Stdout}");
-            Assert.StartsWith("streamclone: ", LastLine(sink.Stderr), StringComparison.Ordinal);
+            Assert.True(LastLine(sink.Stderr).StartsWith("streamclone: ", StringComparison.Ordinal), sink.Stderr);
+            Assert.DoesNotContain(" at StreamClone.", sink.Stderr, StringComparison.Ordinal);
         }
 
         string id;
