@@ -51,6 +51,11 @@ internal static class SourceCommand
             };
             var transport = TransportOptions.Default with { BulkNotSentLowWatermark = result.GetValue(notSentLowat) };
             var id = result.GetValue(snapshotId) ?? Guid.NewGuid().ToString("N");
+            if (result.GetValue(qmpSocket) is { } socketPath && !File.Exists(socketPath))
+            {
+                // connect(2) says "Cannot assign requested address" for a missing path: name the real problem.
+                throw new FileNotFoundException($"QMP socket {socketPath} does not exist (start QEMU with -qmp unix:{socketPath},server=on,wait=off)", socketPath);
+            }
             await using var qmp = result.GetValue(qmpSocket) is { } qmpPath ? await QmpClient.ConnectAsync(qmpPath, null, logger, ct) : null;
             await using var live = qmp is null ? null
                 : await LiveVmSnapshot.StartAsync(qmp, result.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-live-{id}"), options.ChunkSize, id, logger, ct);
@@ -64,7 +69,16 @@ internal static class SourceCommand
             ISnapshotInput input = live is null ? files! : live.Input;
             if (live is not null)
             {
-                await live.Input.OfferReady.WaitAsync(TimeSpan.FromSeconds(60), ct);
+                try
+                {
+                    await live.Input.OfferReady.WaitAsync(TimeSpan.FromSeconds(60), ct);
+                }
+                catch (LiveSnapshotException)
+                {
+                    // The snapshot's own error names the VM and what QEMU said (and comes once the VM is recovered).
+                    await live.Completion;
+                    throw;
+                }
             }
             await using var server = new SourceServer(input, options, transport, logger);
             var bound = server.Listen(HostServices.ParseEndPoint(result.GetValue(listen)!));
@@ -94,11 +108,20 @@ internal static class SourceCommand
                 Console.WriteLine($"Offering snapshot {input.Offer.SnapshotId} on {bound} ({input.Offer.Objects.Count} objects). Ctrl+C stops.");
             }
             var run = server.RunAsync(stop.Token);
+            // A live snapshot that fails (VM died, stream cut short, disk full) ends the source: its sessions
+            // already failed with the error, and no later sink may be served a snapshot that cannot complete.
+            var watch = live is null ? Task.CompletedTask : StopWhenFailedAsync(live, stop);
             if (HostServices.Interactive(asJson))
             {
                 await ProgressView.ShowSourceAsync(server, input.Offer.Objects.Sum(o => o.Size), run);
             }
             await run;
+            if (live is not null)
+            {
+                // Rethrows the snapshot's failure (one clear line, exit 1) even when every session ended well.
+                await watch;
+                await live.Completion;
+            }
 
             var summaries = ended.Select(s => new
             {
@@ -125,6 +148,18 @@ internal static class SourceCommand
             return ended.All(s => s.Completed) ? 0 : 1;
         });
         return command;
+    }
+
+    private static async Task StopWhenFailedAsync(LiveVmSnapshot live, CancellationTokenSource stop)
+    {
+        try
+        {
+            await live.Completion;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            await stop.CancelAsync();
+        }
     }
 
     private static async Task<object?> LiveSummaryAsync(LiveVmSnapshot? live)

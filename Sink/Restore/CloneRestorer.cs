@@ -25,7 +25,8 @@ public static class CloneRestorer
     {
         if (!snapshot.IsComplete)
         {
-            throw new InvalidOperationException($"snapshot {snapshot.SnapshotId} is not complete ({snapshot.PresentChunks}/{snapshot.TotalChunks} chunks): only a verified, complete snapshot is restored");
+            // InvalidDataException: the CLI ends with this one line (a partial snapshot is expected after a failed transfer).
+            throw new InvalidDataException($"snapshot {snapshot.SnapshotId} is not complete ({snapshot.PresentChunks}/{snapshot.TotalChunks} chunks): only a verified, complete snapshot is restored");
         }
         var clock = Stopwatch.StartNew();
         Directory.CreateDirectory(workDir);

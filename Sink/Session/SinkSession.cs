@@ -55,6 +55,7 @@ public sealed partial class SinkSession : IAsyncDisposable
     {
         var sessionId = Guid.NewGuid().ToString("N");
         var bulk = await FrameConnection.ConnectAsync(source, Lane.Bulk, transport, logger, ct);
+        var sessionOwnsBulk = false;
         try
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -77,6 +78,8 @@ public sealed partial class SinkSession : IAsyncDisposable
             }
             catch
             {
+                // The session disposes the bulk lane; disposing it twice would hide this error behind an ObjectDisposedException.
+                sessionOwnsBulk = true;
                 await session.DisposeAsync();
                 throw;
             }
@@ -84,7 +87,10 @@ public sealed partial class SinkSession : IAsyncDisposable
         }
         catch
         {
-            await bulk.DisposeAsync();
+            if (!sessionOwnsBulk)
+            {
+                await bulk.DisposeAsync();
+            }
             throw;
         }
     }

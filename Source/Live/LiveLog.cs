@@ -7,4 +7,10 @@ internal static partial class LiveLog
 {
     [LoggerMessage(1101, LogLevel.Information, "Live snapshot stream complete: {Bytes} bytes parsed, {Pages} pages, QEMU downtime {DowntimeMs} ms")]
     public static partial void SnapshotCompleted(ILogger logger, long bytes, long pages, long downtimeMs);
+
+    [LoggerMessage(1102, LogLevel.Error, "{Message}")]
+    public static partial void SnapshotFailed(ILogger logger, string message);
+
+    [LoggerMessage(1103, LogLevel.Warning, "After the failed snapshot the VM could not be fully recovered (resumed, overlays folded back): {Message}")]
+    public static partial void RecoveryFailed(ILogger logger, string message);
 }

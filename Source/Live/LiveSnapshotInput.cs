@@ -1,4 +1,7 @@
 using System.IO.MemoryMappedFiles;
+using System.IO.Pipelines;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Source.Inputs;
@@ -10,8 +13,9 @@ namespace StreamClone.Source.Live;
 /// QEMU's background-snapshot migration stream by <see cref="QemuStreamReader"/>), the frozen disk
 /// bases are read as they are, and the device state becomes one object at the end. Readers (the
 /// bulk pass, demand requests) wait for pages that have not arrived yet, so sinks are served while
-/// the migration is still running. Pages are kept in a sparse memory-mapped file per RAM block so
-/// later sinks and demand requests can read any page: the stream itself is never written anywhere.
+/// the migration is still running. Pages are kept in a memory-mapped file per RAM block so later
+/// sinks and demand requests can read any page: the stream itself is never written anywhere. The files
+/// are allocated in full when the block list arrives, so a work directory too small fails then, cleanly.
 /// </summary>
 public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStreamSink
 {
@@ -25,7 +29,7 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
     private Inputs.ImageFileInput? _disks;
     private byte[]? _deviceState;
 
-    /// <param name="workDir">Where the RAM block files go (sparse; removed on dispose).</param>
+    /// <param name="workDir">Where the RAM block files go (allocated up front; removed on dispose).</param>
     /// <param name="diskBases">Frozen raw disk bases, offered after the RAM blocks.</param>
     /// <param name="chunkSize">Bytes per chunk.</param>
     /// <param name="snapshotId">The snapshot's id.</param>
@@ -63,9 +67,48 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         _deviceStateArrived.TrySetException(error);
     }
 
+    /// <summary>
+    /// Parses QEMU's migration stream from <paramref name="stream"/> into this input until the stream ends.
+    /// A stream cut short or corrupt (<see cref="QemuStreamException"/>), a full work directory or any other
+    /// failure fails the input first — waiting readers get the error, the device state never arrives, so
+    /// no sink is told the snapshot is complete — and is then thrown as a <see cref="LiveSnapshotException"/>.
+    /// Does not complete <paramref name="stream"/>.
+    /// </summary>
+    public async Task<QemuStreamStatistics> ReceiveAsync(PipeReader stream, CancellationToken ct)
+    {
+        var reader = new QemuStreamReader(stream, this);
+        try
+        {
+            await reader.ReadToEndAsync(ct);
+            return reader.Statistics;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            var error = ex as LiveSnapshotException ?? new LiveSnapshotException($"the VM's migration stream failed: {ex.Message}", ex);
+            Fail(error);
+            throw error;
+        }
+    }
+
     public ValueTask OnRamBlocksAsync(IReadOnlyList<RamBlockInfo> blocks, CancellationToken ct)
     {
-        _blocks = [.. blocks.Select((b, i) => new RamBlock(b.Name, b.UsedLength, Path.Combine(_workDir, $"ram-{i}.img")))];
+        var created = new List<RamBlock>();
+        try
+        {
+            foreach (var block in blocks)
+            {
+                created.Add(new RamBlock(block.Name, block.UsedLength, Path.Combine(_workDir, $"ram-{created.Count}.img")));
+            }
+        }
+        catch
+        {
+            foreach (var block in created)
+            {
+                block.Dispose();
+            }
+            throw;
+        }
+        _blocks = [.. created];
         var offer = new SnapshotOfferMessage { SnapshotId = _snapshotId, CreatedUtc = DateTime.UtcNow, Origin = "live VM (QEMU background snapshot)" };
         foreach (var block in blocks)
         {
@@ -146,8 +189,8 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         }
     }
 
-    /// <summary>One RAM block: a sparse file mapped into memory, a bitmap of arrived pages, and a wake-up for readers.</summary>
-    private sealed class RamBlock : IDisposable
+    /// <summary>One RAM block: a preallocated file mapped into memory, a bitmap of arrived pages, and a wake-up for readers.</summary>
+    private sealed partial class RamBlock : IDisposable
     {
         private const int Page = ChunkMath.PageSize;
         private readonly MemoryMappedFile _file;
@@ -164,7 +207,18 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
             Name = name;
             Size = size;
             // A zero-length mapping is not allowed; ROM-sized blocks are at least one page anyway.
-            _file = MemoryMappedFile.CreateFromFile(path, FileMode.Create, null, Math.Max(size, Page), MemoryMappedFileAccess.ReadWrite);
+            var capacity = Math.Max(size, Page);
+            var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite);
+            try
+            {
+                Reserve(handle, path, capacity);
+                _file = MemoryMappedFile.CreateFromFile(handle, null, capacity, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
             _view = _file.CreateViewAccessor(0, Math.Max(size, Page), MemoryMappedFileAccess.ReadWrite);
             _base = MapView(_view);
             _present = new ulong[((size / Page) + 64) / 64];
@@ -173,6 +227,24 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         public string Name { get; }
 
         public long Size { get; }
+
+        /// <summary>
+        /// Allocates the whole file before it is mapped: a page stored through the mapping into a file
+        /// system that is full (a sparse file on a small tmpfs) is a SIGBUS that kills the process; a
+        /// full disk must be an <see cref="IOException"/> here instead, before the first page.
+        /// </summary>
+        private static void Reserve(SafeFileHandle handle, string path, long length)
+        {
+            var error = PosixFallocate(handle, 0, length);
+            if (error != 0)
+            {
+                throw new IOException($"cannot reserve {length >> 20} MiB for the VM's RAM in {path}: {Marshal.GetPInvokeErrorMessage(error)}");
+            }
+        }
+
+        /// <summary>posix_fallocate(3): returns the error number instead of setting errno.</summary>
+        [LibraryImport("libc", EntryPoint = "posix_fallocate")]
+        private static partial int PosixFallocate(SafeFileHandle fd, long offset, long length);
 
         private static unsafe nint MapView(MemoryMappedViewAccessor view)
         {

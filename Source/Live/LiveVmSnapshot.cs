@@ -21,11 +21,13 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
 {
     private readonly QmpClient _qmp;
     private readonly Socket _listener;
+    private readonly CancellationTokenSource _abort;
 
-    private LiveVmSnapshot(QmpClient qmp, Socket listener, LiveSnapshotInput input, IReadOnlyList<FrozenDisk> disks, Task<MigrationInfo> completion, TimeSpan pause)
+    private LiveVmSnapshot(QmpClient qmp, Socket listener, CancellationTokenSource abort, LiveSnapshotInput input, IReadOnlyList<FrozenDisk> disks, Task<MigrationInfo> completion, TimeSpan pause)
     {
         _qmp = qmp;
         _listener = listener;
+        _abort = abort;
         Input = input;
         Disks = disks;
         Completion = completion;
@@ -36,7 +38,12 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
 
     public IReadOnlyList<FrozenDisk> Disks { get; }
 
-    /// <summary>Completes with QEMU's migration statistics (its reported downtime among them) once every page and the device state are in.</summary>
+    /// <summary>
+    /// Completes with QEMU's migration statistics (its reported downtime among them) once every page and the
+    /// device state are in and QEMU reported the migration completed. Faults with a <see cref="LiveSnapshotException"/>
+    /// otherwise — after the input failed (no reader waits for ever, the snapshot is never complete), the VM was
+    /// resumed if it ran before, and the disk overlays were folded back.
+    /// </summary>
     public Task<MigrationInfo> Completion { get; }
 
     /// <summary>From our <c>stop</c> until QMP answered the <c>migrate</c> that restarts the guest (an upper bound seen from outside).</summary>
@@ -51,8 +58,10 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
         listener.Listen(1);
+        var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
         try
         {
+            await CheckRoomForRamAsync(qmp, workDir, ct);
             await qmp.SetOnlyMigrationCapabilitiesAsync(["background-snapshot", "events"], ct);
             var status = (await qmp.ExecuteAsync("query-status", null, ct)).GetProperty("status").GetString();
             var mark = qmp.LastEventSequence;
@@ -61,52 +70,73 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             // once device state is saved and RAM is write-protected (migration.c bg_migration_vm_start_bh).
             var clock = Stopwatch.StartNew();
             await qmp.ExecuteAsync("stop", null, ct);
-            IReadOnlyList<FrozenDisk> frozen;
+            IReadOnlyList<FrozenDisk> frozen = [];
+            LiveSnapshotInput input;
             try
             {
                 frozen = disks.Count == 0 ? [] : await LiveDiskSnapshot.FreezeAsync(qmp, [.. disks.Select(d => d.Node)], workDir, ct);
+                input = new LiveSnapshotInput(Path.Combine(workDir, "ram"), [.. frozen.Select(f => f.BaseFile)], chunkSize, snapshotId);
                 await qmp.MigrateAsync($"unix:{socketPath}", ct);
             }
-            catch
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                // Never leave the VM stopped because the snapshot could not start.
-                if (status == "running")
-                {
-                    await qmp.ExecuteAsync("cont", null, CancellationToken.None);
-                }
+                // Never leave the VM stopped (or on overlays nobody reads) because the snapshot could not start.
+                await RecoverAsync(qmp, status, frozen, migrationStarted: false, logger);
                 throw;
             }
             var pause = clock.Elapsed;
 
-            var input = new LiveSnapshotInput(Path.Combine(workDir, "ram"), [.. frozen.Select(f => f.BaseFile)], chunkSize, snapshotId);
-            var completion = RunAsync(qmp, listener, input, mark, status, logger, ct);
-            return new LiveVmSnapshot(qmp, listener, input, frozen, completion, pause);
+            var completion = RunAsync(qmp, listener, input, mark, status, frozen, logger, abort.Token);
+            return new LiveVmSnapshot(qmp, listener, abort, input, frozen, completion, pause);
         }
         catch
         {
             listener.Dispose();
+            abort.Dispose();
             throw;
         }
     }
 
-    private static async Task<MigrationInfo> RunAsync(QmpClient qmp, Socket listener, LiveSnapshotInput input, long mark, string? statusBefore, ILogger logger, CancellationToken ct)
+    private static async Task<MigrationInfo> RunAsync(QmpClient qmp, Socket listener, LiveSnapshotInput input, long mark, string? statusBefore,
+        IReadOnlyList<FrozenDisk> frozen, ILogger logger, CancellationToken ct)
     {
         try
         {
-            using var accept = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            accept.CancelAfter(TimeSpan.FromSeconds(30));
-            using var connection = await listener.AcceptAsync(accept.Token);
-            await using var stream = new NetworkStream(connection, ownsSocket: false);
-            // 64 KiB reads: a page then rarely straddles two segments (the reader copies those).
-            var pipe = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 20, minimumReadSize: 64 << 10));
-            var reader = new QemuStreamReader(pipe, input);
-            var parse = reader.ReadToEndAsync(ct);
-            var end = qmp.WaitForMigrationEndAsync(mark, TimeSpan.FromMinutes(30), ct);
-            await Task.WhenAll(parse, end);
-            var info = await qmp.QueryMigrateAsync(ct);
-            if (end.Result != "completed")
+            Socket connection;
+            using (var accept = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
-                throw new InvalidOperationException($"the VM's background snapshot ended '{end.Result}': {info.ErrorDesc}");
+                accept.CancelAfter(TimeSpan.FromSeconds(30));
+                try
+                {
+                    connection = await listener.AcceptAsync(accept.Token);
+                }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                {
+                    throw new LiveSnapshotException("QEMU did not connect to the migration socket within 30 s");
+                }
+            }
+            QemuStreamStatistics statistics;
+            using (connection)
+            {
+                await using var stream = new NetworkStream(connection, ownsSocket: false);
+                // 64 KiB reads: a page then rarely straddles two segments (the reader copies those).
+                var pipe = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 20, minimumReadSize: 64 << 10));
+                try
+                {
+                    // Fails the input itself when the stream is cut short or corrupt; closing the connection
+                    // then (leaving this block) ends QEMU's side at once instead of blocking its writes.
+                    statistics = await input.ReceiveAsync(pipe, ct);
+                }
+                finally
+                {
+                    await pipe.CompleteAsync();
+                }
+            }
+            var end = await qmp.WaitForMigrationEndAsync(mark, TimeSpan.FromMinutes(30), ct);
+            var info = await qmp.QueryMigrateAsync(ct);
+            if (end != "completed")
+            {
+                throw new LiveSnapshotException($"QEMU ended the background snapshot '{end}': {info.ErrorDesc}");
             }
             // A VM paused before the snapshot is resumed by QEMU's snapshot thread (a 7.2 quirk); one that ran keeps running.
             if (statusBefore == "running")
@@ -117,14 +147,102 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                     await qmp.ExecuteAsync("cont", null, ct);
                 }
             }
-            await pipe.CompleteAsync();
-            LiveLog.SnapshotCompleted(logger, reader.Statistics.BytesRead, input.PagesReceived, info.DowntimeMs ?? -1);
+            LiveLog.SnapshotCompleted(logger, statistics.BytesRead, input.PagesReceived, info.DowntimeMs ?? -1);
             return info;
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            input.Fail(ex);
-            throw;
+            var (vm, answering) = await DescribeVmAsync(qmp);
+            var error = new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} failed: {ex.Message.TrimEnd('.')}{vm}", ex);
+            input.Fail(error);
+            LiveLog.SnapshotFailed(logger, error.Message);
+            if (answering)
+            {
+                await RecoverAsync(qmp, statusBefore, frozen, migrationStarted: true, logger);
+            }
+            throw error;
+        }
+    }
+
+    /// <summary>
+    /// The RAM files are allocated in full when the stream's block list arrives, but QEMU 7.2 does not survive
+    /// a background snapshot that fails that early (observed: its vCPU thread stays blocked in a userfaultfd
+    /// write fault, the whole VM hangs). So a work dir that cannot hold the guest's RAM is refused here, before
+    /// the VM is touched; the allocation stays the hard guard against a disk that fills up meanwhile.
+    /// </summary>
+    private static async Task CheckRoomForRamAsync(QmpClient qmp, string workDir, CancellationToken ct)
+    {
+        var summary = await qmp.ExecuteAsync("query-memory-size-summary", null, ct);
+        var ram = summary.GetProperty("base-memory").GetInt64()
+            + (summary.TryGetProperty("plugged-memory", out var plugged) ? plugged.GetInt64() : 0);
+        // ROMs, firmware and video RAM come on top of guest memory (a few MiB; 16 MiB with a std VGA).
+        var needed = ram + (16L << 20);
+        var free = new DriveInfo(Path.GetFullPath(workDir)).AvailableFreeSpace;
+        if (free < needed)
+        {
+            throw new LiveSnapshotException(
+                $"live snapshot of the VM behind {qmp.Path} not started: the work dir {workDir} has {free >> 20} MiB free, the VM's RAM needs {needed >> 20} MiB (No space left on device)");
+        }
+    }
+
+    /// <summary>What QEMU says after a failure, for the error line: the migration's own error, or that the VM is gone.</summary>
+    private static async Task<(string Text, bool Answering)> DescribeVmAsync(QmpClient qmp)
+    {
+        if (qmp.Completion.IsCompleted)
+        {
+            return ("; the VM's QMP monitor is gone (did QEMU die?)", false);
+        }
+        try
+        {
+            using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            var info = await qmp.QueryMigrateAsync(quick.Token);
+            return (info.ErrorDesc is { Length: > 0 } desc ? $"; QEMU: migration {info.Status}: {desc}" : "", true);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return (qmp.Completion.IsCompleted ? "; the VM's QMP monitor is gone (did QEMU die?)" : $"; the VM's QMP monitor does not answer ({ex.Message})", false);
+        }
+    }
+
+    /// <summary>
+    /// After a failed snapshot, best effort (QEMU may be gone): end the migration, resume a VM that ran
+    /// before our <c>stop</c>, and fold the disk overlays back so the VM no longer depends on the work dir.
+    /// </summary>
+    private static async Task RecoverAsync(QmpClient qmp, string? statusBefore, IReadOnlyList<FrozenDisk> frozen, bool migrationStarted, ILogger logger)
+    {
+        if (qmp.Completion.IsCompleted)
+        {
+            return;
+        }
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            if (migrationStarted)
+            {
+                var mark = qmp.LastEventSequence;
+                var status = (await qmp.QueryMigrateAsync(bound.Token)).Status;
+                if (status is not ("completed" or "failed" or "cancelled" or "none"))
+                {
+                    await qmp.ExecuteAsync("migrate_cancel", null, bound.Token);
+                    await qmp.WaitForMigrationEndAsync(mark, TimeSpan.FromSeconds(30), bound.Token);
+                }
+            }
+            if (statusBefore == "running")
+            {
+                var now = (await qmp.ExecuteAsync("query-status", null, bound.Token)).GetProperty("status").GetString();
+                if (now != "running")
+                {
+                    await qmp.ExecuteAsync("cont", null, bound.Token);
+                }
+            }
+            foreach (var disk in frozen)
+            {
+                await LiveDiskSnapshot.CommitAsync(qmp, disk, TimeSpan.FromSeconds(45), bound.Token);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LiveLog.RecoveryFailed(logger, ex.Message);
         }
     }
 
@@ -162,6 +280,8 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // A snapshot still running (the caller gave up on it) ends now: its reader stops and the VM is recovered.
+        await _abort.CancelAsync();
         _listener.Dispose();
         try
         {
@@ -172,5 +292,6 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             // Reported by whoever awaited Completion; disposal never throws.
         }
         await Input.DisposeAsync();
+        _abort.Dispose();
     }
 }

@@ -38,6 +38,8 @@ public sealed class StreamCloneProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    public int ProcessId => _process.Id;
+
     public async Task<int> WaitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
