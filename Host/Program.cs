@@ -3,6 +3,13 @@ using StreamClone.Host.Commands;
 
 // The host only parses, wires logging and calls into the libraries. Each command lives in its own
 // file under Commands/ and is listed here once.
+// Demand work (socket loops' continuations, file reads, verification) runs on the thread pool at
+// normal priority while bulk stages run on their own low-priority threads. With the pool's minimum
+// at the core count, two pool threads busy with bulk I/O (the reader, the frame sender) leave a demand
+// continuation queued until the pool injects a thread (up to ~500 ms); 16 lets it start at once.
+ThreadPool.GetMinThreads(out var workers, out var completions);
+ThreadPool.SetMinThreads(Math.Max(workers, 16), Math.Max(completions, 16));
+
 var root = new RootCommand("StreamClone: clone a running VM's snapshot onto many hosts at once.");
 root.Subcommands.Add(SourceCommand.Create());
 root.Subcommands.Add(SinkCommand.Create());
