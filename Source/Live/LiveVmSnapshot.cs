@@ -82,7 +82,11 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             {
                 // Never leave the VM stopped (or on overlays nobody reads) because the snapshot could not start.
                 await RecoverAsync(qmp, status, frozen, migrationStarted: false, logger);
-                throw;
+                if (ex is OperationCanceledException)
+                {
+                    throw;
+                }
+                throw new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} not started, the VM goes on as before: {ex.Message}", ex);
             }
             var pause = clock.Elapsed;
 

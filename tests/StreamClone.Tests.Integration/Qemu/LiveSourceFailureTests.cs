@@ -304,6 +304,50 @@ public class LiveSourceFailureTests(QemuFixture fixture)
     }
 
     [Fact]
+    public async Task A_disk_freeze_that_fails_after_the_VM_was_stopped_resumes_the_VM_and_ends_the_source_with_one_line()
+    {
+        using var dir = new TempDir();
+        var work = dir.File("no-inodes");
+        Directory.CreateDirectory(work);
+        // Room for the RAM, but no inode for the disk overlay QEMU creates once the VM is stopped:
+        // the root, the work dir and the migration socket take all three.
+        await RunAsync("mount", "-t", "tmpfs", "-o", "size=512M,nr_inodes=3", "tmpfs", work);
+        try
+        {
+            var sourceQmp = dir.File("source-qmp.sock");
+            await using var vm = await VmLauncher.StartAsync(fixture.Tcg() with
+            {
+                ExtraArguments = ["-qmp", $"unix:{sourceQmp},server=on,wait=off"],
+            }, ct: Ct);
+            await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= 3, TimeSpan.FromSeconds(60), 0, Ct);
+            var diskBefore = await ActiveDiskFileAsync(vm);
+            var mark = vm.Qmp.LastEventSequence;
+
+            await using var source = StreamCloneProcess.Start("source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", dir.File("port"));
+            Assert.Equal(1, await source.WaitAsync(TimeSpan.FromSeconds(60)));
+            var error = LastLine(source.Stderr);
+            TestContext.Current.SendDiagnosticMessage(error);
+            Assert.StartsWith("streamclone: live snapshot of the VM behind " + sourceQmp + " not started, the VM goes on as before:", error, StringComparison.Ordinal);
+            Assert.Contains(".qcow2", error, StringComparison.Ordinal);
+            Assert.Contains("No space left on device", error, StringComparison.Ordinal);
+            Assert.DoesNotContain(" at StreamClone.", source.Stderr, StringComparison.Ordinal);
+            Assert.False(File.Exists(dir.File("port")));
+
+            // The source did stop the VM (so the freeze really failed inside the pause), and resumed it.
+            await vm.Qmp.WaitForEventAsync("STOP", mark, _ => true, TimeSpan.FromSeconds(1), Ct);
+            Assert.Equal("running", (await vm.Qmp.ExecuteAsync("query-status", null, Ct)).GetProperty("status").GetString());
+            Assert.Equal(diskBefore, await ActiveDiskFileAsync(vm));
+            var last = vm.GetConsoleLines().Where(GuestLine.IsTick).Select(GuestLine.Parse).Last();
+            var next = GuestLine.Parse(await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= last.Tick + 3, TimeSpan.FromSeconds(30), 0, Ct));
+            Assert.True(next.Ok, next.ToString());
+        }
+        finally
+        {
+            await RunAsync("umount", "-l", work);
+        }
+    }
+
+    [Fact]
     public async Task RAM_that_does_not_fit_the_work_dir_is_an_IOException_when_the_block_list_arrives_not_a_crash_later()
     {
         using var dir = new TempDir();
