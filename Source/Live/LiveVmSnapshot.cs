@@ -127,9 +127,16 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                 var pipe = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 20, minimumReadSize: 64 << 10));
                 try
                 {
-                    // Fails the input itself when the stream is cut short or corrupt; closing the connection
-                    // then (leaving this block) ends QEMU's side at once instead of blocking its writes.
+                    // Fails the input itself when the stream is cut short or corrupt, or the pages cannot be kept.
                     statistics = await input.ReceiveAsync(pipe, ct);
+                }
+                catch (LiveSnapshotException) when (!ct.IsCancellationRequested)
+                {
+                    // QEMU 7.2 does not survive a background snapshot that fails while it runs (observed: its vCPU
+                    // thread stays blocked in a userfaultfd write fault, the guest hangs for good, even `stop` hangs).
+                    // So a failure on our side lets QEMU finish: the rest of its stream is read and dropped.
+                    await DrainAsync(pipe, ct);
+                    throw;
                 }
                 finally
                 {
@@ -165,6 +172,29 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                 await RecoverAsync(qmp, statusBefore, frozen, migrationStarted: true, logger);
             }
             throw error;
+        }
+    }
+
+    /// <summary>Reads the rest of the migration stream and drops it, until QEMU closes it (bounded: a dead peer ends it anyway).</summary>
+    private static async Task DrainAsync(PipeReader pipe, CancellationToken ct)
+    {
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        bound.CancelAfter(TimeSpan.FromMinutes(10));
+        try
+        {
+            while (true)
+            {
+                var result = await pipe.ReadAsync(bound.Token);
+                pipe.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or OperationCanceledException or InvalidOperationException)
+        {
+            // The connection is gone or QEMU is stuck: the caller reports the original failure.
         }
     }
 
@@ -225,6 +255,12 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             {
                 var mark = qmp.LastEventSequence;
                 var status = (await qmp.QueryMigrateAsync(bound.Token)).Status;
+                // A stream we drained to its end completes on QEMU's side a moment later: let it, rather than cancel it.
+                for (var i = 0; i < 50 && status is "active" or "device"; i++)
+                {
+                    await Task.Delay(100, bound.Token);
+                    status = (await qmp.QueryMigrateAsync(bound.Token)).Status;
+                }
                 if (status is not ("completed" or "failed" or "cancelled" or "none"))
                 {
                     await qmp.ExecuteAsync("migrate_cancel", null, bound.Token);

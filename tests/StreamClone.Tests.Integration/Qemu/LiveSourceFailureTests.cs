@@ -303,15 +303,20 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         }
     }
 
-    [Fact]
-    public async Task A_disk_freeze_that_fails_after_the_VM_was_stopped_resumes_the_VM_and_ends_the_source_with_one_line()
+    /// <summary>
+    /// A tmpfs with room for the RAM but few inodes: with 3 (root, work dir, migration socket) QEMU cannot create
+    /// the disk overlay inside the pause; with 5 (+ overlay, RAM dir) the first RAM file cannot be created once
+    /// the stream runs, which QEMU 7.2 survives only if the source reads its stream to the end.
+    /// </summary>
+    [Theory]
+    [InlineData(3, "not started, the VM goes on as before:", ".qcow2")]
+    [InlineData(5, "failed:", "ram-0.img")]
+    public async Task A_snapshot_that_fails_after_the_VM_was_stopped_leaves_the_VM_running_and_ends_the_source_with_one_line(int inodes, string outcome, string file)
     {
         using var dir = new TempDir();
         var work = dir.File("no-inodes");
         Directory.CreateDirectory(work);
-        // Room for the RAM, but no inode for the disk overlay QEMU creates once the VM is stopped:
-        // the root, the work dir and the migration socket take all three.
-        await RunAsync("mount", "-t", "tmpfs", "-o", "size=512M,nr_inodes=3", "tmpfs", work);
+        await RunAsync("mount", "-t", "tmpfs", "-o", $"size=512M,nr_inodes={inodes}", "tmpfs", work);
         try
         {
             var sourceQmp = dir.File("source-qmp.sock");
@@ -327,8 +332,8 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             Assert.Equal(1, await source.WaitAsync(TimeSpan.FromSeconds(60)));
             var error = LastLine(source.Stderr);
             TestContext.Current.SendDiagnosticMessage(error);
-            Assert.StartsWith("streamclone: live snapshot of the VM behind " + sourceQmp + " not started, the VM goes on as before:", error, StringComparison.Ordinal);
-            Assert.Contains(".qcow2", error, StringComparison.Ordinal);
+            Assert.StartsWith("streamclone: live snapshot of the VM behind " + sourceQmp + " " + outcome, error, StringComparison.Ordinal);
+            Assert.Contains(file, error, StringComparison.Ordinal);
             Assert.Contains("No space left on device", error, StringComparison.Ordinal);
             Assert.DoesNotContain(" at StreamClone.", source.Stderr, StringComparison.Ordinal);
             Assert.False(File.Exists(dir.File("port")));
