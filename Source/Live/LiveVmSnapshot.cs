@@ -199,10 +199,10 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
     }
 
     /// <summary>
-    /// The RAM files are allocated in full when the stream's block list arrives, but QEMU 7.2 does not survive
-    /// a background snapshot that fails that early (observed: its vCPU thread stays blocked in a userfaultfd
-    /// write fault, the whole VM hangs). So a work dir that cannot hold the guest's RAM is refused here, before
-    /// the VM is touched; the allocation stays the hard guard against a disk that fills up meanwhile.
+    /// The RAM files are allocated in full when the stream's block list arrives; a work dir that cannot hold
+    /// the guest's RAM is refused here already, before the VM is stopped, instead of failing a snapshot that
+    /// QEMU must then be made to finish (see <see cref="DrainAsync"/>). The allocation stays the hard guard
+    /// against a disk that fills up meanwhile.
     /// </summary>
     private static async Task CheckRoomForRamAsync(QmpClient qmp, string workDir, CancellationToken ct)
     {
