@@ -71,7 +71,7 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             var clock = Stopwatch.StartNew();
             await qmp.ExecuteAsync("stop", null, ct);
             IReadOnlyList<FrozenDisk> frozen = [];
-            LiveSnapshotInput input;
+            LiveSnapshotInput? input = null;
             try
             {
                 frozen = disks.Count == 0 ? [] : await LiveDiskSnapshot.FreezeAsync(qmp, [.. disks.Select(d => d.Node)], workDir, ct);
@@ -80,6 +80,10 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
+                if (input is not null)
+                {
+                    await input.DisposeAsync();
+                }
                 // Never leave the VM stopped (or on overlays nobody reads) because the snapshot could not start.
                 await RecoverAsync(qmp, status, frozen, migrationStarted: false, logger);
                 if (ex is OperationCanceledException)
@@ -130,12 +134,13 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                     // Fails the input itself when the stream is cut short or corrupt, or the pages cannot be kept.
                     statistics = await input.ReceiveAsync(pipe, ct);
                 }
-                catch (LiveSnapshotException) when (!ct.IsCancellationRequested)
+                catch (LiveSnapshotException)
                 {
                     // QEMU 7.2 does not survive a background snapshot that fails while it runs (observed: its vCPU
-                    // thread stays blocked in a userfaultfd write fault, the guest hangs for good, even `stop` hangs).
-                    // So a failure on our side lets QEMU finish: the rest of its stream is read and dropped.
-                    await DrainAsync(pipe, ct);
+                    // thread stays blocked in a userfaultfd write fault, the guest hangs for good, even `stop` hangs;
+                    // a migrate_cancel is such a failure too). So a failure on our side, or giving up on the snapshot,
+                    // lets QEMU finish: the rest of its stream is read and dropped.
+                    await DrainAsync(pipe);
                     throw;
                 }
                 finally
@@ -175,16 +180,15 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         }
     }
 
-    /// <summary>Reads the rest of the migration stream and drops it, until QEMU closes it (bounded: a dead peer ends it anyway).</summary>
-    private static async Task DrainAsync(PipeReader pipe, CancellationToken ct)
+    /// <summary>Reads the rest of the migration stream and drops it, until QEMU closes it or sends nothing for 30 s.</summary>
+    private static async Task DrainAsync(PipeReader pipe)
     {
-        using var bound = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        bound.CancelAfter(TimeSpan.FromMinutes(10));
         try
         {
             while (true)
             {
-                var result = await pipe.ReadAsync(bound.Token);
+                using var idle = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                var result = await pipe.ReadAsync(idle.Token);
                 pipe.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted || result.IsCanceled)
                 {
