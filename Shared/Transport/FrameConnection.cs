@@ -134,6 +134,12 @@ public sealed partial class FrameConnection : IAsyncDisposable
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await SendAsync(FrameType.Error, new ErrorMessage { Code = code, Message = message }, ReadOnlyMemory<byte>.Empty, cts.Token);
+            // The flush only hands the frame to the socket's send loop: let it reach the socket before the
+            // shutdown below, or the peer sees a bare close instead of the reason.
+            while (_connection.GetCounters().BytesWaitingToBeSent > 0)
+            {
+                await Task.Delay(5, cts.Token);
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

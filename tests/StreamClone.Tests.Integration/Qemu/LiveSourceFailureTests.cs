@@ -230,6 +230,11 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         Assert.True(ended == bulk, "the sink still waits for pages that will never come");
         Assert.True(bulk.IsFaulted, $"the sink's transfer ended {bulk.Status}");
         TestContext.Current.SendDiagnosticMessage($"{fault}: sink: {bulk.Exception!.InnerException!.Message}");
+        // ...and is told why: the source reports the stream's error on the bulk lane.
+        var sinkError = Assert.IsType<StreamClone.Shared.Protocol.ProtocolViolationException>(bulk.Exception!.InnerException);
+        Assert.Equal(StreamClone.Shared.Protocol.ProtocolError.PeerError, sinkError.Code);
+        Assert.Contains("IncompleteSnapshot", sinkError.Message, StringComparison.Ordinal);
+        Assert.Contains(fault == StreamFault.CutShort ? "cut short" : "Malformed", sinkError.Message, StringComparison.Ordinal);
         Assert.False(session.Snapshot.IsComplete);
         var snapshot = Assert.Single(store.ListSnapshots());
         Assert.False(snapshot.IsComplete);
