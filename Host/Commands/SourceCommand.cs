@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics;
 using System.Text.Json;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
@@ -110,7 +111,7 @@ internal static class SourceCommand
             var run = server.RunAsync(stop.Token);
             // A live snapshot that fails (VM died, stream cut short, disk full) ends the source: its sessions
             // already failed with the error, and no later sink may be served a snapshot that cannot complete.
-            var watch = live is null ? Task.CompletedTask : StopWhenFailedAsync(live, stop);
+            var watch = live is null ? Task.CompletedTask : StopWhenFailedAsync(live, server, stop);
             if (HostServices.Interactive(asJson))
             {
                 await ProgressView.ShowSourceAsync(server, input.Offer.Objects.Sum(o => o.Size), run);
@@ -150,7 +151,7 @@ internal static class SourceCommand
         return command;
     }
 
-    private static async Task StopWhenFailedAsync(LiveVmSnapshot live, CancellationTokenSource stop)
+    private static async Task StopWhenFailedAsync(LiveVmSnapshot live, SourceServer server, CancellationTokenSource stop)
     {
         try
         {
@@ -158,6 +159,13 @@ internal static class SourceCommand
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // Running sessions hit the failed input at once and tell their sinks why; give them that moment
+            // (bounded) before the server stops them without a word.
+            var grace = Stopwatch.StartNew();
+            while (server.ActiveSessions.Any() && grace.Elapsed < TimeSpan.FromSeconds(3))
+            {
+                await Task.Delay(20, CancellationToken.None);
+            }
             await stop.CancelAsync();
         }
     }

@@ -71,7 +71,7 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             var clock = Stopwatch.StartNew();
             await qmp.ExecuteAsync("stop", null, ct);
             IReadOnlyList<FrozenDisk> frozen = [];
-            LiveSnapshotInput input;
+            LiveSnapshotInput? input = null;
             try
             {
                 frozen = disks.Count == 0 ? [] : await LiveDiskSnapshot.FreezeAsync(qmp, [.. disks.Select(d => d.Node)], workDir, ct);
@@ -80,9 +80,17 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
+                if (input is not null)
+                {
+                    await input.DisposeAsync();
+                }
                 // Never leave the VM stopped (or on overlays nobody reads) because the snapshot could not start.
                 await RecoverAsync(qmp, status, frozen, migrationStarted: false, logger);
-                throw;
+                if (ex is OperationCanceledException)
+                {
+                    throw;
+                }
+                throw new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} not started, the VM goes on as before: {ex.Message}", ex);
             }
             var pause = clock.Elapsed;
 
@@ -123,9 +131,17 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                 var pipe = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 20, minimumReadSize: 64 << 10));
                 try
                 {
-                    // Fails the input itself when the stream is cut short or corrupt; closing the connection
-                    // then (leaving this block) ends QEMU's side at once instead of blocking its writes.
+                    // Fails the input itself when the stream is cut short or corrupt, or the pages cannot be kept.
                     statistics = await input.ReceiveAsync(pipe, ct);
+                }
+                catch (LiveSnapshotException)
+                {
+                    // QEMU 7.2 does not survive a background snapshot that fails while it runs (observed: its vCPU
+                    // thread stays blocked in a userfaultfd write fault, the guest hangs for good, even `stop` hangs;
+                    // a migrate_cancel is such a failure too). So a failure on our side, or giving up on the snapshot,
+                    // lets QEMU finish: the rest of its stream is read and dropped.
+                    await DrainAsync(pipe);
+                    throw;
                 }
                 finally
                 {
@@ -164,11 +180,33 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         }
     }
 
+    /// <summary>Reads the rest of the migration stream and drops it, until QEMU closes it or sends nothing for 30 s.</summary>
+    private static async Task DrainAsync(PipeReader pipe)
+    {
+        try
+        {
+            while (true)
+            {
+                using var idle = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                var result = await pipe.ReadAsync(idle.Token);
+                pipe.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or OperationCanceledException or InvalidOperationException)
+        {
+            // The connection is gone or QEMU is stuck: the caller reports the original failure.
+        }
+    }
+
     /// <summary>
-    /// The RAM files are allocated in full when the stream's block list arrives, but QEMU 7.2 does not survive
-    /// a background snapshot that fails that early (observed: its vCPU thread stays blocked in a userfaultfd
-    /// write fault, the whole VM hangs). So a work dir that cannot hold the guest's RAM is refused here, before
-    /// the VM is touched; the allocation stays the hard guard against a disk that fills up meanwhile.
+    /// The RAM files are allocated in full when the stream's block list arrives; a work dir that cannot hold
+    /// the guest's RAM is refused here already, before the VM is stopped, instead of failing a snapshot that
+    /// QEMU must then be made to finish (see <see cref="DrainAsync"/>). The allocation stays the hard guard
+    /// against a disk that fills up meanwhile.
     /// </summary>
     private static async Task CheckRoomForRamAsync(QmpClient qmp, string workDir, CancellationToken ct)
     {
@@ -221,6 +259,12 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             {
                 var mark = qmp.LastEventSequence;
                 var status = (await qmp.QueryMigrateAsync(bound.Token)).Status;
+                // A stream we drained to its end completes on QEMU's side a moment later: let it, rather than cancel it.
+                for (var i = 0; i < 50 && status is "active" or "device"; i++)
+                {
+                    await Task.Delay(100, bound.Token);
+                    status = (await qmp.QueryMigrateAsync(bound.Token)).Status;
+                }
                 if (status is not ("completed" or "failed" or "cancelled" or "none"))
                 {
                     await qmp.ExecuteAsync("migrate_cancel", null, bound.Token);

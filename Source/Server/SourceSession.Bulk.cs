@@ -53,6 +53,12 @@ public sealed partial class SourceSession
             {
                 await bulk.FailAsync(pv.Code, pv.Message);
             }
+            else if (ex is not OperationCanceledException and not ProtocolViolationException)
+            {
+                // The snapshot could not be read (a live VM's migration stream failed): tell the sink why, not just hang up.
+                var reason = ex is AggregateException { InnerException: { } inner } ? inner.Message : ex.Message;
+                await bulk.FailAsync(ProtocolError.IncompleteSnapshot, $"the source cannot deliver snapshot {_input.Offer.SnapshotId}: {reason}");
+            }
             throw;
         }
         finally
