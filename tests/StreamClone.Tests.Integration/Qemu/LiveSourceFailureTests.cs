@@ -299,12 +299,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             Assert.False(File.Exists(dir.File("port")), "a snapshot that failed must never be offered");
 
             // The VM runs on, on its own disk again (the overlay in the full work dir was folded back), and keeps counting.
-            var status = (await vm.Qmp.ExecuteAsync("query-status", null, Ct)).GetProperty("status").GetString();
-            Assert.Equal("running", status);
-            Assert.Equal(diskBefore, await ActiveDiskFileAsync(vm));
-            var last = vm.GetConsoleLines().Where(GuestLine.IsTick).Select(GuestLine.Parse).Last();
-            var next = GuestLine.Parse(await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= last.Tick + 3, TimeSpan.FromSeconds(30), 0, Ct));
-            Assert.True(next.Ok, next.ToString());
+            await AssertRunsOnItsOwnDiskAsync(vm, diskBefore);
         }
         finally
         {
@@ -349,11 +344,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
 
             // The source did stop the VM (so the freeze really failed inside the pause), and resumed it.
             await vm.Qmp.WaitForEventAsync("STOP", mark, _ => true, TimeSpan.FromSeconds(1), Ct);
-            Assert.Equal("running", (await vm.Qmp.ExecuteAsync("query-status", null, Ct)).GetProperty("status").GetString());
-            Assert.Equal(diskBefore, await ActiveDiskFileAsync(vm));
-            var last = vm.GetConsoleLines().Where(GuestLine.IsTick).Select(GuestLine.Parse).Last();
-            var next = GuestLine.Parse(await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= last.Tick + 3, TimeSpan.FromSeconds(30), 0, Ct));
-            Assert.True(next.Ok, next.ToString());
+            await AssertRunsOnItsOwnDiskAsync(vm, diskBefore);
         }
         finally
         {
@@ -389,6 +380,16 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         {
             await RunAsync("umount", "-l", work);
         }
+    }
+
+    /// <summary>The VM is running, on the disk it had before the failed snapshot, and keeps counting with intact memory.</summary>
+    private static async Task AssertRunsOnItsOwnDiskAsync(VmLauncher vm, string diskBefore)
+    {
+        Assert.Equal("running", (await vm.Qmp.ExecuteAsync("query-status", null, Ct)).GetProperty("status").GetString());
+        Assert.Equal(diskBefore, await ActiveDiskFileAsync(vm));
+        var last = vm.GetConsoleLines().Where(GuestLine.IsTick).Select(GuestLine.Parse).Last();
+        var next = GuestLine.Parse(await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= last.Tick + 3, TimeSpan.FromSeconds(30), 0, Ct));
+        Assert.True(next.Ok, next.ToString());
     }
 
     private static async Task<string> ActiveDiskFileAsync(VmLauncher vm)
