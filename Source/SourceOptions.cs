@@ -1,3 +1,4 @@
+using StreamClone.Shared;
 using StreamClone.Shared.Model;
 
 namespace StreamClone.Source;
@@ -42,11 +43,11 @@ public sealed record SourceOptions
     public void Validate()
     {
         ChunkMath.ValidateChunkSize(ChunkSize);
-        if (BatchChunks is < 1 or > 1024)
+        if (BatchChunks is < 1 or > WireLimits.MaxBatchChunks)
         {
             throw new ArgumentOutOfRangeException(nameof(BatchChunks), BatchChunks, "Batch must hold 1 to 1024 chunks.");
         }
-        if ((long)BatchChunks * ChunkSize > 4 << 20)
+        if ((long)BatchChunks * ChunkSize > WireLimits.MaxBatchRawBytes)
         {
             throw new ArgumentOutOfRangeException(nameof(BatchChunks), BatchChunks, "A batch may span at most 4 MiB.");
         }

@@ -9,8 +9,8 @@ namespace StreamClone.Shared.Chunking;
 /// </summary>
 public static class BatchLayout
 {
-    /// <summary>The most chunks one batch may carry (SourceOptions caps batches at 1024 chunks).</summary>
-    public const int MaxChunksPerBatch = 1024;
+    /// <summary>The most chunks one batch may carry.</summary>
+    public const int MaxChunksPerBatch = WireLimits.MaxBatchChunks;
 
     /// <summary>Returns the object the batch belongs to, or throws a protocol violation naming the bad field.</summary>
     public static ObjectInfo Validate(ChunkBatchMessage batch, IReadOnlyList<ObjectInfo> objects)
@@ -22,7 +22,7 @@ public static class BatchLayout
         var obj = objects[batch.ObjectId];
         var count = batch.Kinds.Length;
         var chunkCount = ChunkMath.ChunkCount(obj.Size, obj.ChunkSize);
-        if (count is 0 or > MaxChunksPerBatch || batch.FirstIndex < 0 || batch.FirstIndex + count > chunkCount)
+        if (count > MaxChunksPerBatch || !WireLimits.IsValidRange(batch.FirstIndex, count, chunkCount))
         {
             ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
                 $"batch places chunks {batch.FirstIndex}+{count} in {obj.Name}, which has {chunkCount}");
@@ -52,7 +52,7 @@ public static class BatchLayout
             ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader,
                 $"batch has {nonZero} non-zero entries but {batch.Hashes.Length} hash bytes");
         }
-        if (batch.RawLength != raw)
+        if (batch.RawLength != raw || raw > WireLimits.MaxBatchRawBytes)
         {
             ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader,
                 $"batch says {batch.RawLength} raw bytes, its Data entries add up to {raw}");

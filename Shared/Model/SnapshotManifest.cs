@@ -81,16 +81,16 @@ public sealed class ManifestObject
 public static class ChunkMath
 {
     /// <summary>The page size every chunk size is a multiple of (QEMU's target page on x86).</summary>
-    public const int PageSize = 4096;
+    public const int PageSize = WireLimits.PageSize;
 
-    public static long ChunkCount(long size, int chunkSize) => (size + chunkSize - 1) / chunkSize;
+    public static long ChunkCount(long size, int chunkSize) => WireLimits.ChunkCount(size, chunkSize);
 
     public static int ChunkLength(long size, int chunkSize, long index) =>
         (int)Math.Min(chunkSize, size - (index * chunkSize));
 
     public static void ValidateChunkSize(int chunkSize)
     {
-        if (chunkSize < PageSize || chunkSize % PageSize != 0 || chunkSize > 4 << 20)
+        if (!WireLimits.IsValidChunkSize(chunkSize))
         {
             throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
                 "Chunk size must be a multiple of 4096 between 4 KiB and 4 MiB.");

@@ -114,23 +114,19 @@ public sealed partial class SinkSession : IAsyncDisposable
         {
             ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader, $"unsupported hash algorithm {offer.HashAlgorithm}");
         }
-        if (string.IsNullOrEmpty(offer.SnapshotId) || offer.SnapshotId.Length > 64 || offer.SnapshotId.AsSpan().ContainsAnyExcept(SnapshotIdChars))
+        if (!WireLimits.IsValidId(offer.SnapshotId))
         {
             ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader, "snapshot id must be 1-64 characters of [A-Za-z0-9_-]");
         }
         for (var i = 0; i < offer.Objects.Count; i++)
         {
             var o = offer.Objects[i];
-            if (o.Id != i || o.Size < 0 || o.ChunkSize < ChunkMath.PageSize || o.ChunkSize % ChunkMath.PageSize != 0 || o.ChunkSize > 4 << 20)
+            if (o.Id != i || o.Size < 0 || !WireLimits.IsValidChunkSize(o.ChunkSize))
             {
                 ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader, $"object {i} ({o.Name}) has an invalid id, size or chunk size");
             }
         }
     }
-
-    // The id names a directory in the store: no path separators, no dots.
-    private static readonly System.Buffers.SearchValues<char> SnapshotIdChars =
-        System.Buffers.SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
 
     private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, CancellationToken ct)
     {

@@ -1,5 +1,4 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Text.RegularExpressions;
 using MessagePack;
 using Microsoft.Win32.SafeHandles;
 using StreamClone.Shared;
@@ -134,23 +133,20 @@ public sealed partial class SnapshotAssembly
         [.. _objects.Select(o => new StoredObjectInfo(o.Info.Id, o.Info.Name, o.Info.Kind, o.Info.Size, o.Info.ChunkSize,
             o.PresentChunks, o.ChunkCount, o.ZeroChunks))]);
 
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-    private static partial Regex SnapshotIdPattern();
-
     /// <summary>Rejects offers the store cannot lay out (the id becomes a directory name).</summary>
     internal static void ValidateOffer(SnapshotOfferMessage offer)
     {
-        if (!SnapshotIdPattern().IsMatch(offer.SnapshotId))
+        if (!WireLimits.IsValidId(offer.SnapshotId))
         {
-            throw new InvalidDataException($"Snapshot id '{offer.SnapshotId}' is not usable as a directory name (letters, digits, '.', '_', '-'; at most 128).");
+            throw new InvalidDataException($"Snapshot id '{offer.SnapshotId}' is not usable as a directory name (1-{WireLimits.MaxSnapshotIdLength} of letters, digits, '_', '-').");
         }
         if (offer.HashAlgorithm != HashAlgorithms.Blake3)
         {
             throw new InvalidDataException($"Snapshot {offer.SnapshotId}: hash algorithm '{offer.HashAlgorithm}' is not supported.");
         }
-        if (offer.Objects.Count > ChunkLocation.MaxObjects)
+        if (offer.Objects.Count > WireLimits.MaxObjects)
         {
-            throw new InvalidDataException($"Snapshot {offer.SnapshotId}: {offer.Objects.Count} objects exceed the limit of {ChunkLocation.MaxObjects}.");
+            throw new InvalidDataException($"Snapshot {offer.SnapshotId}: {offer.Objects.Count} objects exceed the limit of {WireLimits.MaxObjects}.");
         }
         var ids = new HashSet<int>();
         foreach (var o in offer.Objects)
@@ -159,7 +155,7 @@ public sealed partial class SnapshotAssembly
             {
                 throw new InvalidDataException($"Snapshot {offer.SnapshotId}: object id {o.Id} is negative or repeated.");
             }
-            if (o.Size < 0 || o.ChunkSize < ChunkMath.PageSize || o.ChunkSize % ChunkMath.PageSize != 0 || o.ChunkSize > 4 << 20)
+            if (o.Size < 0 || !WireLimits.IsValidChunkSize(o.ChunkSize))
             {
                 throw new InvalidDataException($"Snapshot {offer.SnapshotId}: object {o.Id} has size {o.Size} / chunk size {o.ChunkSize}; chunk size must be a multiple of 4096 up to 4 MiB.");
             }

@@ -91,7 +91,7 @@ public sealed class SourceServer : IAsyncDisposable
                 throw new ProtocolViolationException(ProtocolError.UnsupportedVersion,
                     $"peer speaks protocol version {hello.ProtocolVersion}, this source speaks {ProtocolVersions.Current}");
             }
-            if (string.IsNullOrEmpty(hello.SessionId) || hello.SessionId.Length > 64)
+            if (!WireLimits.IsValidId(hello.SessionId, WireLimits.MaxSessionIdLength))
             {
                 throw new ProtocolViolationException(ProtocolError.MalformedHeader, "Hello without a valid session id");
             }

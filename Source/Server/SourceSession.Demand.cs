@@ -8,9 +8,6 @@ namespace StreamClone.Source.Server;
 
 public sealed partial class SourceSession
 {
-    /// <summary>Largest demand range: one batch's worth; a reader asks for what it touches, not more.</summary>
-    private const int MaxDemandChunks = 1024;
-
     /// <summary>
     /// The demand lane: each request is read, hashed, compressed and answered inline, on its own
     /// connection, so an answer never waits behind bulk frames in our pipe or in the kernel.
@@ -37,7 +34,8 @@ public sealed partial class SourceSession
                 }
                 var obj = objects[request.ObjectId];
                 var chunkCount = ChunkMath.ChunkCount(obj.Size, obj.ChunkSize);
-                if (request.Count is < 1 or > MaxDemandChunks || request.FirstIndex < 0 || request.FirstIndex + request.Count > chunkCount)
+                if (request.Count > WireLimits.MaxDemandChunks || !WireLimits.IsValidRange(request.FirstIndex, request.Count, chunkCount)
+                    || (long)request.Count * obj.ChunkSize > WireLimits.MaxDemandBytes)
                 {
                     ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
                         $"demand for chunks {request.FirstIndex}+{request.Count} of {obj.Name}, which has {chunkCount}");

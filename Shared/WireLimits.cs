@@ -1,0 +1,96 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+
+namespace StreamClone.Shared;
+
+/// <summary>
+/// Every limit on what a peer may ask of us or claim to send, defined once with its reason. The
+/// source, the sink, the store and (later) relays check the same rule through the helpers here, so a
+/// value one side accepts is never one the other rejects. Transport buffer sizes live in
+/// <see cref="TransportOptions"/>; per-node policy (how much disk or how many sessions a node grants)
+/// lives in each role's options.
+/// </summary>
+public static class WireLimits
+{
+    /// <summary>The page size every chunk size is a multiple of (QEMU's target page on x86).</summary>
+    public const int PageSize = 4096;
+
+    /// <summary>
+    /// Largest chunk: one chunk must fit one batch and one demand answer, whose raw bytes are capped
+    /// at <see cref="MaxBatchRawBytes"/>.
+    /// </summary>
+    public const int MaxChunkSize = 4 << 20;
+
+    /// <summary>
+    /// Most chunks in one batch frame (bulk or demand answer). A batch header costs ~33 bytes per
+    /// chunk, so 1024 chunks stay near 34 KiB, far under <see cref="TransportOptions.MaxHeaderBytes"/>.
+    /// </summary>
+    public const int MaxBatchChunks = 1024;
+
+    /// <summary>
+    /// Most uncompressed bytes in one batch: what a receiver allocates to decompress it, whatever the
+    /// payload claims. 4 MiB keeps the largest batch (incompressible, stored as is) under
+    /// <see cref="TransportOptions.MaxPayloadBytes"/> (8 MiB) and bounds a decompression bomb to 4 MiB
+    /// per frame in flight.
+    /// </summary>
+    public const int MaxBatchRawBytes = 4 << 20;
+
+    /// <summary>Most chunks one demand request may name: one answer is one batch frame.</summary>
+    public const int MaxDemandChunks = MaxBatchChunks;
+
+    /// <summary>Most bytes one demand request may cover, for the same reason (one answer, one batch).</summary>
+    public const int MaxDemandBytes = MaxBatchRawBytes;
+
+    /// <summary>Hashes per inventory frame: 64 Ki × 32 bytes = 2 MiB, under the payload limit.</summary>
+    public const int MaxInventoryHashesPerFrame = 64 * 1024;
+
+    /// <summary>
+    /// Snapshot ids name a directory in a store: 1 to 64 characters of [A-Za-z0-9_-] (no separators,
+    /// no dots, so no "..").
+    /// </summary>
+    public const int MaxSnapshotIdLength = 64;
+
+    /// <summary>Session ids pair a bulk lane with its demand lane; they are logged, so they are short.</summary>
+    public const int MaxSessionIdLength = 64;
+
+    /// <summary>Object names (RAM block ids, disk names) are shown and logged; QEMU's RAM block ids are at most 255 bytes.</summary>
+    public const int MaxObjectNameLength = 256;
+
+    /// <summary>
+    /// Objects per snapshot: RAM blocks, disks, firmware and device state. A VM has a handful to a
+    /// few dozen; the store's chunk location packs the object ordinal into 16 bits.
+    /// </summary>
+    public const int MaxObjects = 4096;
+
+    /// <summary>Chunks per object: the store's chunk location packs the index into 32 bits (16 TiB at 4 KiB chunks).</summary>
+    public const long MaxChunksPerObject = uint.MaxValue;
+
+    private static readonly SearchValues<char> IdChars =
+        SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+
+    /// <summary>True for a usable snapshot or session id: 1 to <paramref name="maxLength"/> characters of [A-Za-z0-9_-].</summary>
+    public static bool IsValidId(string? id, int maxLength = MaxSnapshotIdLength) =>
+        !string.IsNullOrEmpty(id) && id.Length <= maxLength && !id.AsSpan().ContainsAnyExcept(IdChars);
+
+    /// <summary>True for a chunk size a multiple of <see cref="PageSize"/> between one page and <see cref="MaxChunkSize"/>.</summary>
+    public static bool IsValidChunkSize(int chunkSize) =>
+        chunkSize >= PageSize && chunkSize <= MaxChunkSize && chunkSize % PageSize == 0;
+
+    /// <summary>
+    /// True when [first, first+count) lies inside [0, total) and is not empty. Written without the
+    /// addition, so a hostile first near long.MaxValue cannot wrap around into range.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsValidRange(long first, long count, long total) =>
+        first >= 0 && count > 0 && total >= 0 && first < total && count <= total - first;
+
+    /// <summary>Chunks of <paramref name="chunkSize"/> bytes needed for <paramref name="size"/> bytes, without overflow for any non-negative size.</summary>
+    public static long ChunkCount(long size, int chunkSize)
+    {
+        if (size < 0 || chunkSize <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), $"size {size} / chunk size {chunkSize}");
+        }
+        return (size / chunkSize) + (size % chunkSize == 0 ? 0 : 1);
+    }
+}
