@@ -59,4 +59,12 @@ internal static partial class SinkLog
     [LoggerMessage(EventId = 3012, Level = LogLevel.Information,
         Message = "Verify of {Directory}: {Checked} chunk(s) checked, {Mismatches} mismatch(es)")]
     public static partial void VerifyFinished(ILogger logger, string directory, long @checked, int mismatches);
+
+    // 3050-3059: journal damage and recovery (a block of its own so parallel additions above do not collide).
+    [LoggerMessage(EventId = 3050, Level = LogLevel.Error, Message = "Snapshot {SnapshotId}: {Damage}")]
+    public static partial void JournalDamaged(ILogger logger, string snapshotId, string damage);
+
+    [LoggerMessage(EventId = 3051, Level = LogLevel.Warning,
+        Message = "Snapshot {SnapshotId} has a manifest but only {Present} of {Total} chunks are present: it is not complete until the missing chunks are received again")]
+    public static partial void ManifestWithMissingChunks(ILogger logger, string snapshotId, long present, long total);
 }

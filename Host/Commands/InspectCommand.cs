@@ -57,7 +57,8 @@ internal static class InspectCommand
                 Console.Error.WriteLine($"inspect: no store at {storePath}");
                 return 1;
             }
-            using var chunkStore = ChunkStore.Open(storePath, NullLogger.Instance);
+            // Read-only: looking at a store (even a damaged one, even beside a running sink) changes no byte of it.
+            using var chunkStore = ChunkStore.OpenReadOnly(storePath, NullLogger.Instance);
             var snapshots = chunkStore.ListSnapshots();
             var stats = chunkStore.GetStatistics();
             StoreVerifyReport? report = r.GetValue(verify) ? await chunkStore.VerifyAsync(ct) : null;
@@ -77,6 +78,10 @@ internal static class InspectCommand
                 }
             }
             AnsiConsole.Write(list);
+            foreach (var s in snapshots.Where(s => s.JournalDamage is not null))
+            {
+                AnsiConsole.MarkupLine($"[red]{Markup.Escape(s.SnapshotId)}: {Markup.Escape(s.JournalDamage!)}[/]");
+            }
             AnsiConsole.MarkupLine($"{stats.Snapshots} snapshots ({stats.CompleteSnapshots} complete), {stats.ChunksHeld:N0} chunks held, " +
                 $"{stats.UniqueHashes:N0} unique hashes, {stats.BytesOnDisk:N0} bytes on disk");
             if (report is not null)

@@ -72,6 +72,9 @@ public sealed class ManifestObject
 
     [IgnoreMember] public long ChunkCount => ChunkMath.ChunkCount(Size, ChunkSize);
 
+    /// <summary>True when the hash list has exactly one hash per chunk (a manifest read from disk may not).</summary>
+    [IgnoreMember] public bool HasAllHashes => ChunkHashes.LongLength == ChunkCount * ChunkHash.Size;
+
     public ChunkHash GetHash(long index) => ChunkHash.Read(ChunkHashes.AsSpan(checked((int)(index * ChunkHash.Size)), ChunkHash.Size));
 
     /// <summary>BLAKE3 over the chunk-hash list: one value that pins every byte of the object.</summary>

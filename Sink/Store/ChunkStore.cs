@@ -15,10 +15,14 @@ namespace StreamClone.Sink.Store;
 /// snapshots/&lt;id&gt;/obj-&lt;n&gt;.raw       object n (ObjectInfo.Id) at full size, sparse; chunk i at i*ChunkSize
 /// snapshots/&lt;id&gt;/journal.log       append-only presence records (see JournalRecord)
 /// snapshots/&lt;id&gt;/manifest.msgpack  only once the snapshot is complete and its root hashes matched
+/// snapshots/&lt;id&gt;/journal.log.corrupt-&lt;UTC time&gt;  a damaged journal as found, kept when replay rebuilt it
 /// </code>
 /// The journal is the only source of truth for presence: a record is appended only after the bytes
 /// it names are fsynced, so after a crash at any instant the store holds only chunks whose bytes
-/// are on disk, and a chunk written but not journaled is absent (the source re-sends it).
+/// are on disk, and a chunk written but not journaled is absent (the source re-sends it). A journal
+/// damaged other than at its tail is rebuilt from the chunks that re-verify (see SnapshotAssembly.Replay.cs).
+/// Files hold VM memory and disks: every file is 0600 and every directory 0700, tightened on open
+/// if an older build left them looser.
 /// Open loads every snapshot, so the hash index (<see cref="Contains"/>, <see cref="GetInventory"/>,
 /// <see cref="SnapshotAssembly.TryPutKnown"/>) spans all of them.
 /// </remarks>
@@ -38,11 +42,12 @@ public sealed partial class ChunkStore : IDisposable
     // replaying journals would truncate the tail this one is appending to.
     private FileStream? _lockFile;
 
-    private ChunkStore(string directory, ILogger logger, ChunkStoreOptions options)
+    private ChunkStore(string directory, ILogger logger, ChunkStoreOptions options, bool readOnly)
     {
         Directory = directory;
         Logger = logger;
         Options = options;
+        IsReadOnly = readOnly;
     }
 
     public string Directory { get; }
@@ -51,10 +56,27 @@ public sealed partial class ChunkStore : IDisposable
 
     internal ChunkStoreOptions Options { get; }
 
+    /// <summary>
+    /// Opened by <see cref="OpenReadOnly"/>: every file O_RDONLY, no lock, nothing created, truncated,
+    /// removed or rewritten; snapshots cannot be created, resumed or written.
+    /// </summary>
+    public bool IsReadOnly { get; }
+
     internal string SnapshotsDirectory => Path.Combine(Directory, SnapshotsDirectoryName);
 
     /// <summary>Opens (creating if missing) the store at <paramref name="directory"/> and replays every snapshot's journal.</summary>
-    public static ChunkStore Open(string directory, ILogger logger, ChunkStoreOptions? options = null)
+    public static ChunkStore Open(string directory, ILogger logger, ChunkStoreOptions? options = null) =>
+        Open(directory, logger, options, readOnly: false);
+
+    /// <summary>
+    /// Opens an existing store to look at it (`inspect`) without changing a byte: no lock is taken, so
+    /// it works beside a running sink (a journal being appended then simply shows a torn tail), and
+    /// damage found on replay is reported, not repaired.
+    /// </summary>
+    public static ChunkStore OpenReadOnly(string directory, ILogger logger) =>
+        Open(directory, logger, null, readOnly: true);
+
+    private static ChunkStore Open(string directory, ILogger logger, ChunkStoreOptions? options, bool readOnly)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         ArgumentNullException.ThrowIfNull(logger);
@@ -62,7 +84,7 @@ public sealed partial class ChunkStore : IDisposable
         options.Validate();
 
         var stopwatch = Stopwatch.StartNew();
-        var store = new ChunkStore(Path.GetFullPath(directory), logger, options);
+        var store = new ChunkStore(Path.GetFullPath(directory), logger, options, readOnly);
         try
         {
             store.Load();
@@ -79,25 +101,19 @@ public sealed partial class ChunkStore : IDisposable
 
     private void Load()
     {
-        var created = !System.IO.Directory.Exists(SnapshotsDirectory);
-        System.IO.Directory.CreateDirectory(SnapshotsDirectory);
-        var lockPath = Path.Combine(Directory, LockFileName);
-        try
+        if (IsReadOnly)
         {
-            _lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            if (!System.IO.Directory.Exists(Directory))
+            {
+                throw new DirectoryNotFoundException($"Chunk store: no store at '{Directory}'.");
+            }
         }
-        catch (IOException ex)
+        else
         {
-            throw new ChunkStoreIOException($"Chunk store {Directory} is in use by another process (cannot lock '{lockPath}').", lockPath, false, ex);
-        }
-        if (created)
-        {
-            // Make the new directories themselves durable before anything is written under them.
-            StoreIO.SyncDirectory(Directory);
-            StoreIO.SyncDirectory(Path.GetDirectoryName(Directory) ?? Directory);
+            OpenForWriting();
         }
 
-        var directories = System.IO.Directory.GetDirectories(SnapshotsDirectory);
+        string[] directories = System.IO.Directory.Exists(SnapshotsDirectory) ? System.IO.Directory.GetDirectories(SnapshotsDirectory) : [];
         Array.Sort(directories, StringComparer.Ordinal);
         var records = 0L;
         foreach (var snapshotDirectory in directories)
@@ -111,13 +127,53 @@ public sealed partial class ChunkStore : IDisposable
         {
             if (!File.Exists(Path.Combine(snapshotDirectory, SnapshotAssembly.OfferFileName)))
             {
-                SinkLog.UnfinishedSnapshotRemoved(Logger, snapshotDirectory);
-                System.IO.Directory.Delete(snapshotDirectory, recursive: true);
+                if (!IsReadOnly)
+                {
+                    SinkLog.UnfinishedSnapshotRemoved(Logger, snapshotDirectory);
+                    System.IO.Directory.Delete(snapshotDirectory, recursive: true);
+                }
                 continue;
+            }
+            if (!IsReadOnly)
+            {
+                // Tightens what an older build created 0755 / 0644.
+                StoreIO.CreatePrivateDirectory(snapshotDirectory);
+                foreach (var file in System.IO.Directory.GetFiles(snapshotDirectory))
+                {
+                    StoreIO.MakePrivate(file);
+                }
             }
             var assembly = SnapshotAssembly.Load(this, _snapshots.Count, snapshotDirectory);
             _snapshots.Add(assembly);
             _snapshotsById.Add(assembly.SnapshotId, assembly);
+        }
+    }
+
+    private void OpenForWriting()
+    {
+        var created = !System.IO.Directory.Exists(SnapshotsDirectory);
+        StoreIO.CreatePrivateDirectory(Directory);
+        StoreIO.CreatePrivateDirectory(SnapshotsDirectory);
+        var lockPath = Path.Combine(Directory, LockFileName);
+        try
+        {
+            var lockOptions = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
+            if (!OperatingSystem.IsWindows())
+            {
+                lockOptions.UnixCreateMode = StoreIO.PrivateFileMode;
+            }
+            _lockFile = new FileStream(lockPath, lockOptions);
+        }
+        catch (IOException ex)
+        {
+            throw new ChunkStoreIOException($"Chunk store {Directory} is in use by another process (cannot lock '{lockPath}').", lockPath, false, ex);
+        }
+        StoreIO.MakePrivate(lockPath);
+        if (created)
+        {
+            // Make the new directories themselves durable before anything is written under them.
+            StoreIO.SyncDirectory(Directory);
+            StoreIO.SyncDirectory(Path.GetDirectoryName(Directory) ?? Directory);
         }
     }
 
@@ -129,6 +185,10 @@ public sealed partial class ChunkStore : IDisposable
     public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer)
     {
         ArgumentNullException.ThrowIfNull(offer);
+        if (IsReadOnly)
+        {
+            throw new InvalidOperationException($"Chunk store {Directory} is open read-only: snapshot {offer.SnapshotId} cannot be created or resumed.");
+        }
         SnapshotAssembly.ValidateOffer(offer);
         lock (_snapshotsLock)
         {

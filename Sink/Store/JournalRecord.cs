@@ -50,7 +50,7 @@ internal readonly record struct JournalRecord(int ObjectId, long Index, ChunkHas
     }
 }
 
-/// <summary>The journal file header and a reader that stops at the first bad record.</summary>
+/// <summary>The journal file header, a reader that stops at the first bad record, and a scanner that reads past them.</summary>
 internal static class JournalFormat
 {
     public const int HeaderSize = 16;
@@ -103,6 +103,35 @@ internal static class JournalFormat
             {
                 stopReason = "torn record";
                 return position;
+            }
+        }
+        return position;
+    }
+
+    /// <summary>
+    /// Visits every whole record after the header, with its file offset and whether its CRC holds
+    /// (<paramref name="visit"/> gets a default record when it does not). Returns the end of the last
+    /// whole record; a partial record after it is not visited.
+    /// </summary>
+    public static long Scan(SafeFileHandle handle, string path, long length, Action<long, bool, JournalRecord> visit)
+    {
+        const int RecordsPerRead = 4096;
+        var buffer = new byte[RecordsPerRead * JournalRecord.Size];
+        long position = HeaderSize;
+        while (position < length)
+        {
+            var want = (int)Math.Min(buffer.Length, length - position);
+            var got = StoreIO.ReadFully(handle, path, buffer.AsSpan(0, want), position);
+            var whole = got / JournalRecord.Size * JournalRecord.Size;
+            for (var offset = 0; offset < whole; offset += JournalRecord.Size)
+            {
+                var valid = JournalRecord.TryRead(buffer.AsSpan(offset, JournalRecord.Size), out var record);
+                visit(position + offset, valid, record);
+            }
+            position += whole;
+            if (whole < want)
+            {
+                break;
             }
         }
         return position;

@@ -17,6 +17,7 @@ public sealed partial class SnapshotAssembly
     {
         ArgumentNullException.ThrowIfNull(rootHashes);
         ThrowIfClosed();
+        ThrowIfReadOnly();
         foreach (var obj in _objects)
         {
             if (obj.PresentChunks != obj.ChunkCount)
@@ -68,6 +69,20 @@ public sealed partial class SnapshotAssembly
     {
         var path = Path.Combine(DirectoryPath, ManifestFileName);
         return File.Exists(path) ? SnapshotManifest.Deserialize(File.ReadAllBytes(path)) : null;
+    }
+
+    /// <summary>True when the manifest exists (set once the root hashes matched); <see cref="IsComplete"/> also wants every chunk present.</summary>
+    private bool HasCompleteManifest()
+    {
+        if (!File.Exists(Path.Combine(DirectoryPath, ManifestFileName)))
+        {
+            return false;
+        }
+        if (PresentChunks != TotalChunks)
+        {
+            SinkLog.ManifestWithMissingChunks(_store.Logger, SnapshotId, PresentChunks, TotalChunks);
+        }
+        return true;
     }
 
     private SnapshotManifest BuildManifest()

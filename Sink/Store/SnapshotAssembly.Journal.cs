@@ -13,7 +13,8 @@ namespace StreamClone.Sink.Store;
 /// </summary>
 public sealed partial class SnapshotAssembly
 {
-    private readonly SafeFileHandle _journal;
+    // Replaced only by replay's recovery, before the assembly is published.
+    private SafeFileHandle _journal;
     private readonly string _journalPath;
 
     // Byte length of the durable journal (header + whole records). Appends go exactly here, so the
@@ -243,82 +244,6 @@ public sealed partial class SnapshotAssembly
         }
         // The timer tick that led here is spent; without a new one the batch waits for the next threshold.
         ArmFlushTimer();
-    }
-
-    /// <summary>
-    /// Rebuilds presence and the hash index from the journal. Stops at the first torn, corrupt or
-    /// impossible record and truncates the file there, so later appends are not hidden behind garbage.
-    /// Returns the number of records applied.
-    /// </summary>
-    private long Replay()
-    {
-        var length = RandomAccess.GetLength(_journal);
-        Span<byte> header = stackalloc byte[JournalFormat.HeaderSize];
-        var headerBytes = StoreIO.ReadFully(_journal, _journalPath, header, 0);
-        if (headerBytes < JournalFormat.HeaderSize)
-        {
-            // Created, never synced past the header: nothing to replay. Rewrite the header.
-            JournalFormat.WriteHeader(header);
-            StoreIO.Write(_journal, _journalPath, header, 0);
-            Truncate(JournalFormat.HeaderSize, length, 0, "torn header");
-            return 0;
-        }
-        if (!JournalFormat.IsValidHeader(header))
-        {
-            throw new InvalidDataException($"Chunk store: '{_journalPath}' is not a journal this build can read (bad header).");
-        }
-
-        long records = 0;
-        var valid = JournalFormat.Read(_journal, _journalPath, length, record =>
-        {
-            if (!ApplyReplayed(record))
-            {
-                return false;
-            }
-            records++;
-            return true;
-        }, out var reason);
-        if (valid < length)
-        {
-            Truncate(valid, length, records, reason ?? "torn record");
-        }
-        _journalLength = valid;
-        return records;
-    }
-
-    private void Truncate(long validLength, long fileLength, long validRecords, string reason)
-    {
-        SinkLog.JournalTailDiscarded(_store.Logger, _journalPath, validRecords, fileLength - validLength, reason);
-        try
-        {
-            RandomAccess.SetLength(_journal, validLength);
-        }
-        catch (IOException ex)
-        {
-            throw StoreIO.Wrap(ex, _journalPath, "truncating");
-        }
-        StoreIO.Sync(_journal, _journalPath);
-    }
-
-    private bool ApplyReplayed(JournalRecord record)
-    {
-        if (!_objectsById.TryGetValue(record.ObjectId, out var obj) || (ulong)record.Index >= (ulong)obj.ChunkCount)
-        {
-            return false;
-        }
-        var zero = record.Hash.IsZeroMark;
-        if (!obj.Presence.TryClaim(record.Index))
-        {
-            // The store never journals a place twice; a repeat of the same kind is harmless, another kind is corruption.
-            return obj.Presence.IsZero(record.Index) == zero;
-        }
-        obj.Presence.MarkPresent(record.Index, zero);
-        obj.CountPresent(record.Index, zero);
-        if (!zero)
-        {
-            _store.IndexAdd(record.Hash, new ChunkLocation(Ordinal, obj.Position, record.Index));
-        }
-        return true;
     }
 
     /// <summary>Visits the durable records. The region below the durable length never changes, so no lock is needed.</summary>

@@ -22,6 +22,7 @@ public sealed partial class SnapshotAssembly
     public void PutData(int objectId, long index, ChunkHash hash, ReadOnlySpan<byte> data)
     {
         ThrowIfClosed();
+        ThrowIfReadOnly();
         var obj = GetObject(objectId);
         obj.CheckIndex(index);
         if (hash.IsZeroMark)
@@ -52,6 +53,7 @@ public sealed partial class SnapshotAssembly
     public void PutDataRun(int objectId, long firstIndex, ReadOnlySpan<ChunkHash> hashes, ReadOnlySpan<byte> data)
     {
         ThrowIfClosed();
+        ThrowIfReadOnly();
         var obj = GetObject(objectId);
         var count = hashes.Length;
         if (count == 0)
@@ -112,6 +114,7 @@ public sealed partial class SnapshotAssembly
     public void PutZero(int objectId, long index)
     {
         ThrowIfClosed();
+        ThrowIfReadOnly();
         var obj = GetObject(objectId);
         obj.CheckIndex(index);
         if (!Claim(obj, index, ChunkHash.ZeroMark))
@@ -172,6 +175,7 @@ public sealed partial class SnapshotAssembly
             return true;
         }
         ThrowIfClosed();
+        ThrowIfReadOnly();
         var obj = GetObject(objectId);
         obj.CheckIndex(index);
         if (obj.Presence.IsPresent(index))

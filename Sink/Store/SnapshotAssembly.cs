@@ -55,8 +55,14 @@ public sealed partial class SnapshotAssembly
 
     public string Origin => _offer.Origin;
 
-    /// <summary>True once the manifest is written (root hashes matched).</summary>
-    public bool IsComplete => _isComplete;
+    /// <summary>
+    /// True once the manifest is written (root hashes matched) and every chunk is present: a manifest
+    /// beside a journal that lost records (damage, recovery) does not make a snapshot complete.
+    /// </summary>
+    public bool IsComplete => _isComplete && PresentChunks == TotalChunks;
+
+    /// <summary>Why replay found this snapshot's journal damaged, and what was done about it; null when it was sound.</summary>
+    public string? JournalDamage { get; private set; }
 
     public long TotalChunks { get; }
 
@@ -131,7 +137,10 @@ public sealed partial class SnapshotAssembly
     internal StoredSnapshotInfo Describe() => new(
         SnapshotId, CreatedUtc, Origin, IsComplete,
         [.. _objects.Select(o => new StoredObjectInfo(o.Info.Id, o.Info.Name, o.Info.Kind, o.Info.Size, o.Info.ChunkSize,
-            o.PresentChunks, o.ChunkCount, o.ZeroChunks))]);
+            o.PresentChunks, o.ChunkCount, o.ZeroChunks))])
+    {
+        JournalDamage = JournalDamage,
+    };
 
     /// <summary>Rejects offers the store cannot lay out (the id becomes a directory name).</summary>
     internal static void ValidateOffer(SnapshotOfferMessage offer)
@@ -193,7 +202,7 @@ public sealed partial class SnapshotAssembly
     internal static SnapshotAssembly Create(ChunkStore store, int ordinal, SnapshotOfferMessage offer)
     {
         var directory = Path.Combine(store.SnapshotsDirectory, offer.SnapshotId);
-        Directory.CreateDirectory(directory);
+        StoreIO.CreatePrivateDirectory(directory);
         var objects = new List<StoredObject>();
         SafeFileHandle? journal = null;
         try
@@ -249,15 +258,17 @@ public sealed partial class SnapshotAssembly
         {
             for (var i = 0; i < offer.Objects.Count; i++)
             {
-                objects.Add(OpenObject(directory, offer.Objects[i], i, FileMode.OpenOrCreate));
+                objects.Add(store.IsReadOnly
+                    ? OpenObjectReadOnly(directory, offer.Objects[i], i)
+                    : OpenObject(directory, offer.Objects[i], i, FileMode.OpenOrCreate));
             }
             var journalPath = Path.Combine(directory, JournalFileName);
-            journal = StoreIO.OpenReadWrite(journalPath, FileMode.Open);
+            journal = store.IsReadOnly ? StoreIO.OpenReadOnly(journalPath) : StoreIO.OpenReadWrite(journalPath, FileMode.Open);
             var assembly = new SnapshotAssembly(store, ordinal, directory, offer, [.. objects], journal, 0);
             journal = null;
             var records = assembly.Replay();
             assembly._mayHoldUnjournaledBytes = true;
-            assembly._isComplete = File.Exists(Path.Combine(directory, ManifestFileName));
+            assembly._isComplete = assembly.HasCompleteManifest();
             SinkLog.SnapshotReplayed(store.Logger, assembly.SnapshotId, records, assembly.PresentChunks,
                 assembly.TotalChunks, assembly.IsComplete);
             return assembly;
@@ -268,6 +279,12 @@ public sealed partial class SnapshotAssembly
             objects.ForEach(o => o.Dispose());
             throw;
         }
+    }
+
+    private static StoredObject OpenObjectReadOnly(string directory, ObjectInfo info, int position)
+    {
+        var path = Path.Combine(directory, StoredObject.FileName(info.Id));
+        return new StoredObject(info, position, path, StoreIO.OpenReadOnly(path));
     }
 
     private static StoredObject OpenObject(string directory, ObjectInfo info, int position, FileMode mode)
@@ -298,6 +315,14 @@ public sealed partial class SnapshotAssembly
     }
 
     internal void ThrowIfClosed() => ObjectDisposedException.ThrowIf(_closed, this);
+
+    private void ThrowIfReadOnly()
+    {
+        if (_store.IsReadOnly)
+        {
+            throw new InvalidOperationException($"Snapshot {SnapshotId} belongs to a store opened read-only.");
+        }
+    }
 
     [DoesNotReturn]
     private void ThrowNotPresent(StoredObject obj, long first, long last)

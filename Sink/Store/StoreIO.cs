@@ -110,15 +110,121 @@ internal static partial class StoreIO
         }
     }
 
-    public static SafeFileHandle OpenReadWrite(string path, FileMode mode)
+    /// <summary>Every file the store creates: it holds VM memory and disk bytes (or says where they are), so only the owner may read it.</summary>
+    public const UnixFileMode PrivateFileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    /// <summary>Every directory the store creates; without search permission nobody else can reach the files at all.</summary>
+    public const UnixFileMode PrivateDirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
+    private const UnixFileMode GroupOrOther = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+        | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+
+    /// <summary>
+    /// Opens (or creates, 0600) a store file for positional IO. The mode is open(2)'s own argument: a
+    /// file created 0644 and tightened afterwards could be opened by another user in between, and
+    /// that descriptor would keep reading whatever is written later. An existing file left looser by
+    /// an older build is tightened.
+    /// </summary>
+    public static SafeFileHandle OpenReadWrite(string path, FileMode mode, FileShare share = FileShare.Read)
     {
         try
         {
-            return File.OpenHandle(path, mode, FileAccess.ReadWrite, FileShare.Read);
+            if (OperatingSystem.IsWindows())
+            {
+                return File.OpenHandle(path, mode, FileAccess.ReadWrite, share);
+            }
+            if (mode != FileMode.Open)
+            {
+                // FileStream is the only managed way to pass a mode to open(2); the handle proper comes from OpenHandle.
+                using var create = new FileStream(path, new FileStreamOptions
+                {
+                    Mode = mode == FileMode.Create ? FileMode.OpenOrCreate : mode,
+                    Access = FileAccess.ReadWrite,
+                    Share = share,
+                    UnixCreateMode = PrivateFileMode,
+                });
+            }
+            var handle = File.OpenHandle(path, mode == FileMode.Create ? FileMode.Create : FileMode.Open, FileAccess.ReadWrite, share);
+            if ((File.GetUnixFileMode(handle) & GroupOrOther) != 0)
+            {
+                File.SetUnixFileMode(handle, PrivateFileMode);
+            }
+            return handle;
         }
         catch (IOException ex)
         {
             throw Wrap(ex, path, "opening");
+        }
+    }
+
+    /// <summary>Takes group and other permissions off an existing file (one an older build created 0644).</summary>
+    public static void MakePrivate(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+        try
+        {
+            if ((File.GetUnixFileMode(path) & GroupOrOther) != 0)
+            {
+                File.SetUnixFileMode(path, File.GetUnixFileMode(path) & ~GroupOrOther);
+            }
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, path, "making private (0600)");
+        }
+    }
+
+    /// <summary>Opens a store file O_RDONLY (`inspect`): nothing the store does through it can change the file.</summary>
+    public static SafeFileHandle OpenReadOnly(string path)
+    {
+        try
+        {
+            // FileShare.ReadWrite: a sink may hold the same files open for writing.
+            return File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, path, "opening");
+        }
+    }
+
+    /// <summary>
+    /// Creates a store directory 0700, or tightens an existing one to 0700. chmod(2) succeeds only for
+    /// the owner, so a directory that belongs to someone else (who could read everything put in it)
+    /// is refused with one line instead of used.
+    /// </summary>
+    public static void CreatePrivateDirectory(string directory)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Directory.CreateDirectory(directory);
+            return;
+        }
+        if (!Directory.Exists(directory))
+        {
+            // Parents created on the way get the same mode.
+            Directory.CreateDirectory(directory, PrivateDirectoryMode);
+            return;
+        }
+        try
+        {
+            if ((File.GetUnixFileMode(directory) & GroupOrOther) != 0)
+            {
+                File.SetUnixFileMode(directory, PrivateDirectoryMode);
+            }
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new ChunkStoreIOException(
+                $"Chunk store: '{directory}' is readable by others and not owned by this user, so it cannot be made private (0700); use a directory of your own.",
+                directory, false, ex);
+        }
+        catch (IOException ex)
+        {
+            throw Wrap(ex, directory, "making private (0700)");
         }
     }
 
@@ -135,6 +241,12 @@ internal static partial class StoreIO
             Write(handle, tmp, content, 0);
             Sync(handle, tmp);
         }
+        Replace(tmp, path);
+    }
+
+    /// <summary>Renames a synced <paramref name="tmp"/> over <paramref name="path"/> and makes the rename durable.</summary>
+    public static void Replace(string tmp, string path)
+    {
         try
         {
             File.Move(tmp, path, overwrite: true);

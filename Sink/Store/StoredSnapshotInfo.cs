@@ -13,6 +13,9 @@ public sealed record StoredSnapshotInfo(
     public long TotalChunks => Objects.Sum(o => o.TotalChunks);
 
     public long PresentChunks => Objects.Sum(o => o.PresentChunks);
+
+    /// <summary>Damage replay found in the journal and what was done (see <see cref="SnapshotAssembly.JournalDamage"/>); null when sound.</summary>
+    public string? JournalDamage { get; init; }
 }
 
 public sealed record StoredObjectInfo(

@@ -1,3 +1,4 @@
+using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Sink.Store;
 using static StreamClone.Tests.Unit.Store.Chunks;
@@ -77,23 +78,197 @@ public sealed class JournalReplayTests : IDisposable
     }
 
     [Theory]
-    [InlineData(4, 0)]
-    [InlineData(4, 20)]
-    [InlineData(4, 47)]
-    [InlineData(1, 5)]
-    public async Task A_corrupt_record_drops_it_and_everything_after_it(int record, int byteInRecord)
+    [InlineData(0)]
+    [InlineData(20)]
+    [InlineData(47)]
+    public async Task A_corrupt_final_record_is_a_torn_tail(int byteInRecord)
     {
         await PutFlushedAsync(5);
-        FlipByte(_temp.JournalPath("s1"), HeaderSize + (record * RecordSize) + byteInRecord);
+        var path = _temp.JournalPath("s1");
+        FlipByte(path, HeaderSize + (4 * RecordSize) + byteInRecord);
 
         var snapshot = _temp.Reopen().OpenSnapshot(_offer);
 
-        Assert.Equal(record, snapshot.PresentChunks);
+        Assert.Equal(4, snapshot.PresentChunks);
+        Assert.False(snapshot.IsPresent(0, 4));
+        Assert.Equal(HeaderSize + (4 * RecordSize), new FileInfo(path).Length);
+        Assert.Empty(CorruptCopies());
+        Assert.Null(snapshot.JournalDamage);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(20)]
+    [InlineData(47)]
+    public async Task A_corrupt_record_in_the_middle_loses_only_its_own_chunk(int byteInRecord)
+    {
+        await PutFlushedAsync(5);
+        var path = _temp.JournalPath("s1");
+        FlipByte(path, HeaderSize + RecordSize + byteInRecord);
+        var damaged = await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken);
+
+        var snapshot = _temp.Reopen().OpenSnapshot(_offer);
+
+        Assert.Equal(4, snapshot.PresentChunks);
         for (var i = 0; i < 5; i++)
         {
-            Assert.Equal(i < record, snapshot.IsPresent(0, i));
+            Assert.Equal(i != 1, snapshot.IsPresent(0, i));
         }
-        Assert.Equal(record, _temp.Store.GetInventory().Count);
+        Assert.Equal(4, _temp.Store.GetInventory().Count);
+        Assert.Equal(Data(5, Page), ReadChunk(snapshot, 0, 4));
+        Assert.Contains("byte " + (HeaderSize + RecordSize), snapshot.JournalDamage, StringComparison.Ordinal);
+        // The damaged journal is kept byte for byte; the live one is rebuilt from what verified.
+        Assert.Equal(damaged, await File.ReadAllBytesAsync(Assert.Single(CorruptCopies()), TestContext.Current.CancellationToken));
+        Assert.Equal(HeaderSize + (4 * RecordSize), new FileInfo(path).Length);
+
+        // The rebuilt journal is a sound one: appends go on, and the next open finds no damage.
+        Put(snapshot, 0, 1, 2);
+        await snapshot.FlushAsync(TestContext.Current.CancellationToken);
+        var reopened = _temp.Reopen().OpenSnapshot(_offer);
+        Assert.Equal(5, reopened.PresentChunks);
+        Assert.Null(reopened.JournalDamage);
+        Assert.True((await _temp.Store.VerifyAsync(TestContext.Current.CancellationToken)).IsClean);
+    }
+
+    [Fact]
+    public async Task One_flipped_byte_in_record_10_of_1024_keeps_the_snapshot_complete()
+    {
+        // The case: a complete snapshot, one byte flipped in record 10. Every chunk still
+        // verifies against the manifest, so nothing is lost and the snapshot stays complete.
+        var offer = await CompleteSnapshotAsync("big", 1024);
+        var path = _temp.JournalPath("big");
+        FlipByte(path, HeaderSize + (10 * RecordSize) + 7);
+
+        var snapshot = _temp.Reopen().GetSnapshot("big")!;
+
+        Assert.Equal(1024, snapshot.PresentChunks);
+        Assert.True(snapshot.IsComplete);
+        Assert.NotNull(snapshot.JournalDamage);
+        Assert.Single(CorruptCopies("big"));
+        Assert.Equal(HeaderSize + (1024 * RecordSize), new FileInfo(path).Length);
+        Assert.Equal(Data(11, Page), ReadChunk(snapshot, 0, 10));
+        Assert.Same(snapshot, _temp.Store.OpenSnapshot(offer));
+    }
+
+    [Fact]
+    public async Task A_snapshot_that_lost_a_chunk_is_never_reported_complete()
+    {
+        await CompleteSnapshotAsync("big", 1024);
+        FlipByte(_temp.JournalPath("big"), HeaderSize + (10 * RecordSize) + 7);
+        // The chunk's own bytes are damaged too: neither its record nor the manifest can vouch for it.
+        FlipByte(_temp.ObjectPath("big", 0), (10 * Page) + 5);
+
+        var store = _temp.Reopen();
+        var snapshot = store.GetSnapshot("big")!;
+
+        Assert.Equal(1023, snapshot.PresentChunks);
+        Assert.False(snapshot.IsPresent(0, 10));
+        Assert.False(snapshot.IsComplete);
+        Assert.False(Assert.Single(store.ListSnapshots()).IsComplete);
+        Assert.Equal(0, store.GetStatistics().CompleteSnapshots);
+        Assert.Equal(1023, (await store.VerifyAsync(TestContext.Current.CancellationToken)).ChunksChecked);
+    }
+
+    [Fact]
+    public async Task A_journal_shorter_than_its_header_is_rebuilt_from_the_manifest()
+    {
+        await CompleteSnapshotAsync("big", 64);
+        var path = _temp.JournalPath("big");
+        using (var file = File.OpenWrite(path))
+        {
+            file.SetLength(HeaderSize - 9);
+        }
+
+        var snapshot = _temp.Reopen().GetSnapshot("big")!;
+
+        Assert.Equal(64, snapshot.PresentChunks);
+        Assert.True(snapshot.IsComplete);
+        Assert.Contains("shorter than", snapshot.JournalDamage, StringComparison.Ordinal);
+        Assert.Equal(HeaderSize - 9, new FileInfo(Assert.Single(CorruptCopies("big"))).Length);
+        Assert.Equal(HeaderSize + (64 * RecordSize), new FileInfo(path).Length);
+        Assert.True((await _temp.Store.VerifyAsync(TestContext.Current.CancellationToken)).IsClean);
+    }
+
+    [Fact]
+    public async Task A_journal_shorter_than_its_header_without_a_manifest_holds_nothing()
+    {
+        await PutFlushedAsync(3);
+        var path = _temp.JournalPath("s1");
+        using (var file = File.OpenWrite(path))
+        {
+            file.SetLength(5);
+        }
+
+        var snapshot = _temp.Reopen().OpenSnapshot(_offer);
+
+        Assert.Equal(0, snapshot.PresentChunks);
+        Assert.False(snapshot.IsComplete);
+        Assert.Single(CorruptCopies());
+        Assert.Equal(HeaderSize, new FileInfo(path).Length);
+        Put(snapshot, 0, 0, 1);
+        await snapshot.FlushAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(1, _temp.Reopen().OpenSnapshot(_offer).PresentChunks);
+    }
+
+    [Fact]
+    public async Task A_duplicate_record_of_the_other_kind_is_settled_by_the_bytes()
+    {
+        // Data at 0..4 and a zero chunk at 5, then valid (CRC-correct) records that contradict them:
+        // "chunk 1 is zero" and "chunk 5 is data". The store never writes such records; they are damage.
+        var snapshot = _temp.Store.OpenSnapshot(_offer);
+        var hashes = Enumerable.Range(0, 5).Select(i => Put(snapshot, 0, i, i + 1)).ToArray();
+        snapshot.PutZero(0, 5);
+        await snapshot.FlushAsync(TestContext.Current.CancellationToken);
+        _temp.Store.Dispose();
+        var path = _temp.JournalPath("s1");
+        var journal = (await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken)).ToList();
+        journal.InsertRange(HeaderSize + (2 * RecordSize), RecordBytes(new JournalRecord(0, 1, ChunkHash.ZeroMark)));
+        journal.AddRange(RecordBytes(new JournalRecord(0, 5, hashes[3])));
+        journal.AddRange(RecordBytes(new JournalRecord(0, 6, hashes[4])));
+        await File.WriteAllBytesAsync(path, [.. journal], TestContext.Current.CancellationToken);
+
+        var reopened = _temp.Reopen().OpenSnapshot(_offer);
+
+        // Every record's claim is checked against the bytes: chunk 1 holds its data, chunk 5 is a hole,
+        // chunk 6 was never written. The records after the contradiction are not dropped.
+        Assert.Equal(6, reopened.PresentChunks);
+        Assert.Equal(Data(2, Page), ReadChunk(reopened, 0, 1));
+        Assert.Equal(Data(5, Page), ReadChunk(reopened, 0, 4));
+        Assert.All(ReadChunk(reopened, 0, 5), b => Assert.Equal(0, b));
+        Assert.False(reopened.IsPresent(0, 6));
+        Assert.Contains("chunk 1", reopened.JournalDamage, StringComparison.Ordinal);
+        Assert.Single(CorruptCopies());
+        Assert.True((await _temp.Store.VerifyAsync(TestContext.Current.CancellationToken)).IsClean);
+    }
+
+    [Fact]
+    public async Task A_repeated_record_of_the_same_kind_is_harmless()
+    {
+        await PutFlushedAsync(3);
+        var path = _temp.JournalPath("s1");
+        var journal = await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken);
+        await File.WriteAllBytesAsync(path, [.. journal, .. journal.AsSpan(HeaderSize, RecordSize)], TestContext.Current.CancellationToken);
+
+        var snapshot = _temp.Reopen().OpenSnapshot(_offer);
+
+        Assert.Equal(3, snapshot.PresentChunks);
+        Assert.Null(snapshot.JournalDamage);
+        Assert.Empty(CorruptCopies());
+    }
+
+    [Fact]
+    public async Task A_valid_record_naming_a_place_the_snapshot_lacks_is_damage_not_a_tail()
+    {
+        await PutFlushedAsync(3);
+        var path = _temp.JournalPath("s1");
+        var journal = (await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken)).ToList();
+        journal.InsertRange(HeaderSize + RecordSize, RecordBytes(new JournalRecord(0, 99, ChunkHash.ZeroMark)));
+        await File.WriteAllBytesAsync(path, [.. journal], TestContext.Current.CancellationToken);
+
+        var snapshot = _temp.Reopen().OpenSnapshot(_offer);
+
+        Assert.Equal(3, snapshot.PresentChunks);
+        Assert.Contains("chunk 99", snapshot.JournalDamage, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -311,6 +486,27 @@ public sealed class JournalReplayTests : IDisposable
             Assert.True(DateTime.UtcNow < deadline, "background flush did not happen");
             await Task.Delay(10, TestContext.Current.CancellationToken);
         }
+    }
+
+    private async Task<SnapshotOfferMessage> CompleteSnapshotAsync(string id, int chunks)
+    {
+        var offer = Offer(id, (0, chunks * (long)Page, Page));
+        var snapshot = _temp.Store.OpenSnapshot(offer);
+        var hashes = Enumerable.Range(0, chunks).Select(i => Put(snapshot, 0, i, i + 1)).ToArray();
+        await snapshot.CompleteAsync([Root(hashes)], TestContext.Current.CancellationToken);
+        Assert.True(snapshot.IsComplete);
+        _temp.Store.Dispose();
+        return offer;
+    }
+
+    private string[] CorruptCopies(string snapshotId = "s1") =>
+        Directory.GetFiles(Path.GetDirectoryName(_temp.JournalPath(snapshotId))!, "journal.log.corrupt-*");
+
+    private static byte[] RecordBytes(JournalRecord record)
+    {
+        var bytes = new byte[RecordSize];
+        record.Write(bytes);
+        return bytes;
     }
 
     private static void FlipByte(string path, long offset)
