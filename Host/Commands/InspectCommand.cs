@@ -21,7 +21,11 @@ internal static class InspectCommand
             var asJson = r.GetValue(json);
             if (r.GetValue(manifest) is { } manifestPath)
             {
-                var m = SnapshotManifest.Deserialize(await File.ReadAllBytesAsync(manifestPath, ct));
+                SnapshotManifest m;
+                await using (var manifestFile = File.OpenRead(manifestPath))
+                {
+                    m = SnapshotManifest.Deserialize(manifestFile);
+                }
                 var objects = m.Objects.Select(o => new
                 {
                     o.Id,

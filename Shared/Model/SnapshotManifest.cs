@@ -21,7 +21,8 @@ public enum ObjectKind : byte
 [MessagePackObject]
 public sealed class SnapshotManifest
 {
-    public const int CurrentFormatVersion = 1;
+    /// <summary>2: hash lists in segments (<see cref="ManifestObject.ChunkHashSegments"/>); 1 (one blob per object) is still read.</summary>
+    public const int CurrentFormatVersion = 2;
 
     [Key(0)] public int FormatVersion { get; set; } = CurrentFormatVersion;
     [Key(1)] public string SnapshotId { get; set; } = "";
@@ -32,15 +33,40 @@ public sealed class SnapshotManifest
     /// <summary>Free-form origin (image paths, VM name), for `inspect`.</summary>
     [Key(5)] public string Origin { get; set; } = "";
 
-    public byte[] Serialize() => MessagePackSerializer.Serialize(this, MessagePackDefaults.Options);
+    /// <summary>Writes the manifest to <paramref name="stream"/>; unlike a byte[] this has no 2 GiB limit.</summary>
+    public void SerializeTo(Stream stream) => MessagePackSerializer.Serialize(stream, this, MessagePackDefaults.Options);
 
-    public static SnapshotManifest Deserialize(ReadOnlyMemory<byte> bytes)
+    public static SnapshotManifest Deserialize(ReadOnlyMemory<byte> bytes) =>
+        Upgrade(MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options));
+
+    public static SnapshotManifest Deserialize(Stream stream) =>
+        Upgrade(MessagePackSerializer.Deserialize<SnapshotManifest>(stream, MessagePackDefaults.Options));
+
+    private static SnapshotManifest Upgrade(SnapshotManifest manifest)
     {
-        var manifest = MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options);
+        if (manifest.FormatVersion == 1)
+        {
+            // Version 1 kept each hash list as one blob: that is one segment holding every hash.
+            foreach (var o in manifest.Objects)
+            {
+                o.ChunkHashSegments = [o.LegacyChunkHashes ?? []];
+                o.HashesPerSegment = (int)Math.Clamp((o.LegacyChunkHashes?.Length ?? 0) / ChunkHash.Size, 1, ManifestObject.MaxHashesPerSegment);
+                o.LegacyChunkHashes = null;
+            }
+            manifest.FormatVersion = CurrentFormatVersion;
+        }
         if (manifest.FormatVersion != CurrentFormatVersion)
         {
             throw new InvalidDataException(
-                $"Manifest format version {manifest.FormatVersion} is not supported (this build reads {CurrentFormatVersion}).");
+                $"Manifest format version {manifest.FormatVersion} is not supported (this build reads 1 and {CurrentFormatVersion}).");
+        }
+        foreach (var o in manifest.Objects)
+        {
+            if (o.Size < 0 || !WireLimits.IsValidChunkSize(o.ChunkSize) || !o.HasAllHashes)
+            {
+                throw new InvalidDataException(
+                    $"Manifest of {manifest.SnapshotId}: object {o.Id} ({o.Size} bytes, chunk {o.ChunkSize}) does not carry exactly one hash per chunk.");
+            }
         }
         return manifest;
     }
@@ -63,22 +89,102 @@ public sealed class ManifestObject
     [Key(4)] public int ChunkSize { get; set; }
     /// <summary>Wire compression used for this object's data ("zstd" or "none").</summary>
     [Key(5)] public string Compression { get; set; } = "zstd";
+    /// <summary>Version 1's single hash-list blob; read (and turned into one segment) on load, never written.</summary>
+    [Key(6)] public byte[]? LegacyChunkHashes { get; set; }
+
     /// <summary>
-    /// ChunkCount * 32 bytes: chunk i's content hash at [32*i, 32*i+32); 32 zero bytes mark a
-    /// zero chunk (see <see cref="ChunkHash.ZeroMark"/>). Kept as one blob: a 4 GiB memory object
-    /// at 4 KiB chunks has a million hashes, and a blob costs no per-entry overhead.
+    /// The chunk-hash list, 32 bytes a chunk (32 zero bytes mark a zero chunk, see <see cref="ChunkHash.ZeroMark"/>),
+    /// cut into segments of <see cref="HashesPerSegment"/> hashes (the last may be shorter). One blob
+    /// would be a byte[] of ChunkCount * 32 bytes, which past 2^26 chunks (256 GiB at 4 KiB chunks)
+    /// exceeds what an array can hold; segments also let a later reader stream the list.
     /// </summary>
-    [Key(6)] public byte[] ChunkHashes { get; set; } = [];
+    [Key(7)] public List<byte[]> ChunkHashSegments { get; set; } = [];
+
+    /// <summary>Hashes per segment of <see cref="ChunkHashSegments"/> (all but the last hold exactly this many).</summary>
+    [Key(8)] public int HashesPerSegment { get; set; } = DefaultHashesPerSegment;
+
+    /// <summary>2^20 hashes = 32 MiB a segment: a 4 GiB object at 4 KiB chunks is one segment, and no segment nears the array limit.</summary>
+    public const int DefaultHashesPerSegment = 1 << 20;
+
+    /// <summary>Largest segment a reader accepts: its bytes must fit one array.</summary>
+    public const int MaxHashesPerSegment = int.MaxValue / ChunkHash.Size;
 
     [IgnoreMember] public long ChunkCount => ChunkMath.ChunkCount(Size, ChunkSize);
 
-    /// <summary>True when the hash list has exactly one hash per chunk (a manifest read from disk may not).</summary>
-    [IgnoreMember] public bool HasAllHashes => ChunkHashes.LongLength == ChunkCount * ChunkHash.Size;
+    /// <summary>True when the segments hold exactly one hash per chunk (a manifest read from disk may not).</summary>
+    [IgnoreMember]
+    public bool HasAllHashes
+    {
+        get
+        {
+            if (HashesPerSegment is < 1 or > MaxHashesPerSegment || ChunkHashSegments.Count != SegmentCount(ChunkCount, HashesPerSegment))
+            {
+                return false;
+            }
+            for (var i = 0; i < ChunkHashSegments.Count; i++)
+            {
+                if (ChunkHashSegments[i]?.Length != SegmentBytes(ChunkCount, HashesPerSegment, i))
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+    }
 
-    public ChunkHash GetHash(long index) => ChunkHash.Read(ChunkHashes.AsSpan(checked((int)(index * ChunkHash.Size)), ChunkHash.Size));
+    public ChunkHash GetHash(long index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        var segment = index / HashesPerSegment;
+        var offset = (int)(index % HashesPerSegment) * ChunkHash.Size;
+        return ChunkHash.Read(ChunkHashSegments[checked((int)segment)].AsSpan(offset, ChunkHash.Size));
+    }
 
-    /// <summary>BLAKE3 over the chunk-hash list: one value that pins every byte of the object.</summary>
-    public ChunkHash ComputeRootHash() => ChunkHash.Compute(ChunkHashes);
+    /// <summary>BLAKE3 over the chunk-hash list (the segments in order, as one byte string): one value that pins every byte of the object.</summary>
+    public ChunkHash ComputeRootHash()
+    {
+        var hasher = Blake3.Hasher.New();
+        try
+        {
+            foreach (var segment in ChunkHashSegments)
+            {
+                hasher.Update(segment);
+            }
+            return ChunkHash.Read(hasher.Finalize().AsSpan());
+        }
+        finally
+        {
+            hasher.Dispose();
+        }
+    }
+
+    /// <summary>Zeroed segments for <paramref name="chunkCount"/> hashes, <paramref name="hashesPerSegment"/> to a segment.</summary>
+    public static List<byte[]> NewHashSegments(long chunkCount, int hashesPerSegment)
+    {
+        var count = SegmentCount(chunkCount, hashesPerSegment);
+        var segments = new List<byte[]>(count);
+        for (var i = 0; i < count; i++)
+        {
+            segments.Add(new byte[SegmentBytes(chunkCount, hashesPerSegment, i)]);
+        }
+        return segments;
+    }
+
+    /// <summary>Segments needed for <paramref name="chunkCount"/> hashes (at least one, possibly empty, so an empty object still has a list).</summary>
+    public static int SegmentCount(long chunkCount, int hashesPerSegment)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(chunkCount);
+        ArgumentOutOfRangeException.ThrowIfLessThan(hashesPerSegment, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(hashesPerSegment, MaxHashesPerSegment);
+        return checked((int)Math.Max(1, (chunkCount + hashesPerSegment - 1) / hashesPerSegment));
+    }
+
+    /// <summary>Bytes of segment <paramref name="segment"/>: full ones hold hashesPerSegment hashes, the last the rest.</summary>
+    public static int SegmentBytes(long chunkCount, int hashesPerSegment, int segment)
+    {
+        var first = (long)segment * hashesPerSegment;
+        return (int)Math.Clamp(chunkCount - first, 0, hashesPerSegment) * ChunkHash.Size;
+    }
 }
 
 public static class ChunkMath

@@ -29,7 +29,8 @@ public static class CloneRestorer
             throw new InvalidDataException($"snapshot {snapshot.SnapshotId} is not complete ({snapshot.PresentChunks}/{snapshot.TotalChunks} chunks): only a verified, complete snapshot is restored");
         }
         var clock = Stopwatch.StartNew();
-        Directory.CreateDirectory(workDir);
+        // The clone's overlay takes the guest's disk writes: VM state, so the directory is private (0700).
+        StoreIO.CreatePrivateDirectory(workDir);
         var manifest = snapshot.ReadManifest() ?? throw new InvalidDataException($"snapshot {snapshot.SnapshotId} has no manifest");
         var objects = snapshot.Objects;
         var stateObject = objects.SingleOrDefault(o => o.Kind == ObjectKind.DeviceState)
@@ -142,6 +143,15 @@ internal static class QemuImg
 {
     public static async Task CreateOverlayAsync(string backing, string backingFormat, string overlay, CancellationToken ct)
     {
+        // Created 0600 first: qemu-img opens an existing file without changing its mode, where it would create one 0644.
+        var private0600 = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            private0600.UnixCreateMode = StoreIO.PrivateFileMode;
+        }
+        using (new FileStream(overlay, private0600))
+        {
+        }
         var info = new ProcessStartInfo("qemu-img") { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var arg in new[] { "create", "-q", "-f", "qcow2", "-b", Path.GetFullPath(backing), "-F", backingFormat, overlay })
         {

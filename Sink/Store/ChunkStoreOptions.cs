@@ -22,12 +22,20 @@ public sealed class ChunkStoreOptions
     /// </summary>
     public TimeSpan FlushInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// Hashes per segment of a manifest's hash lists (<see cref="Shared.Model.ManifestObject.HashesPerSegment"/>).
+    /// Internal: only tests change it, to cross segment boundaries with a few chunks.
+    /// </summary>
+    internal int ManifestHashesPerSegment { get; set; } = Shared.Model.ManifestObject.DefaultHashesPerSegment;
+
     /// <summary>Test hook called at each <see cref="StoreFaultPoints"/> point; throwing aborts the operation there.</summary>
     internal Action<string>? FaultHook { get; set; }
 
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(FlushBytes, 0, nameof(FlushBytes));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ManifestHashesPerSegment, 1, nameof(ManifestHashesPerSegment));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(ManifestHashesPerSegment, Shared.Model.ManifestObject.MaxHashesPerSegment, nameof(ManifestHashesPerSegment));
         if (FlushInterval != Timeout.InfiniteTimeSpan && FlushInterval <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(FlushInterval), FlushInterval, "Must be positive or Timeout.InfiniteTimeSpan.");

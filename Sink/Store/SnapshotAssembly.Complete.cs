@@ -52,7 +52,7 @@ public sealed partial class SnapshotAssembly
             }
             if (!_isComplete)
             {
-                StoreIO.WriteAtomically(Path.Combine(DirectoryPath, ManifestFileName), manifest.Serialize());
+                StoreIO.WriteAtomically(Path.Combine(DirectoryPath, ManifestFileName), manifest.SerializeTo);
                 _isComplete = true;
                 SinkLog.SnapshotCompleted(_store.Logger, SnapshotId, TotalChunks);
             }
@@ -68,7 +68,12 @@ public sealed partial class SnapshotAssembly
     public SnapshotManifest? ReadManifest()
     {
         var path = Path.Combine(DirectoryPath, ManifestFileName);
-        return File.Exists(path) ? SnapshotManifest.Deserialize(File.ReadAllBytes(path)) : null;
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        return SnapshotManifest.Deserialize(stream);
     }
 
     /// <summary>True when the manifest exists (set once the root hashes matched); <see cref="IsComplete"/> also wants every chunk present.</summary>
@@ -87,11 +92,14 @@ public sealed partial class SnapshotAssembly
 
     private SnapshotManifest BuildManifest()
     {
-        var hashes = _objects.Select(o => new byte[checked((int)(o.ChunkCount * ChunkHash.Size))]).ToArray();
+        // In segments: one array of ChunkCount * 32 bytes stops at 2^26 chunks (256 GiB at 4 KiB chunks).
+        var perSegment = _store.Options.ManifestHashesPerSegment;
+        var hashes = _objects.Select(o => ManifestObject.NewHashSegments(o.ChunkCount, perSegment)).ToArray();
         ReadDurableRecords(record =>
         {
             var obj = _objectsById[record.ObjectId];
-            record.Hash.Write(hashes[obj.Position].AsSpan(checked((int)(record.Index * ChunkHash.Size)), ChunkHash.Size));
+            var segment = hashes[obj.Position][(int)(record.Index / perSegment)];
+            record.Hash.Write(segment.AsSpan((int)(record.Index % perSegment) * ChunkHash.Size, ChunkHash.Size));
             return true;
         });
         return new SnapshotManifest
@@ -107,7 +115,8 @@ public sealed partial class SnapshotAssembly
                 Kind = o.Info.Kind,
                 Size = o.Info.Size,
                 ChunkSize = o.Info.ChunkSize,
-                ChunkHashes = hashes[o.Position],
+                ChunkHashSegments = hashes[o.Position],
+                HashesPerSegment = perSegment,
             })],
         };
     }

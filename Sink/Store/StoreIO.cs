@@ -219,7 +219,7 @@ internal static partial class StoreIO
         catch (UnauthorizedAccessException ex)
         {
             throw new ChunkStoreIOException(
-                $"Chunk store: '{directory}' is readable by others and not owned by this user, so it cannot be made private (0700); use a directory of your own.",
+                $"'{directory}' would hold VM state but is open to others and not owned by this user, so it cannot be made private (0700); use a directory of your own.",
                 directory, false, ex);
         }
         catch (IOException ex)
@@ -240,6 +240,26 @@ internal static partial class StoreIO
         {
             Write(handle, tmp, content, 0);
             Sync(handle, tmp);
+        }
+        Replace(tmp, path);
+    }
+
+    /// <summary><see cref="WriteAtomically(string, ReadOnlySpan{byte})"/> for content written as a stream (a manifest may pass 2 GiB).</summary>
+    public static void WriteAtomically(string path, Action<Stream> write)
+    {
+        var tmp = path + ".tmp";
+        // The stream owns the handle from here on and closes it.
+        using (var stream = new FileStream(OpenReadWrite(tmp, FileMode.Create), FileAccess.ReadWrite, bufferSize: 1 << 16))
+        {
+            try
+            {
+                write(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            catch (IOException ex)
+            {
+                throw Wrap(ex, tmp, "writing and syncing");
+            }
         }
         Replace(tmp, path);
     }

@@ -326,7 +326,7 @@ public sealed class ChunkStoreTests : IDisposable
         Assert.True(manifest.Objects[1].GetHash(1).IsZeroMark);
         var path = Path.Combine(_temp.Directory, "snapshots", "s1", "manifest.msgpack");
         var onDisk = SnapshotManifest.Deserialize(await File.ReadAllBytesAsync(path, TestContext.Current.CancellationToken));
-        Assert.Equal(manifest.Objects[0].ChunkHashes, onDisk.Objects[0].ChunkHashes);
+        Assert.Equal(manifest.Objects[0].ChunkHashSegments, onDisk.Objects[0].ChunkHashSegments);
         Assert.Equal("unit-test", onDisk.Origin);
         Assert.False(File.Exists(path + ".tmp"));
 
@@ -342,7 +342,7 @@ public sealed class ChunkStoreTests : IDisposable
         Assert.Equal([3L, 2L], info.Objects.Select(o => o.TotalChunks));
         var again = store.OpenSnapshot(offer);
         Assert.True(again.IsComplete);
-        Assert.Equal(manifest.Objects[0].ChunkHashes, again.ReadManifest()!.Objects[0].ChunkHashes);
+        Assert.Equal(manifest.Objects[0].ChunkHashSegments, again.ReadManifest()!.Objects[0].ChunkHashSegments);
     }
 
     [Fact]

@@ -112,6 +112,6 @@ internal static class Chunks
         {
             hashes[i].Write(list.AsSpan(i * ChunkHash.Size));
         }
-        return new ManifestObject { ChunkHashes = list }.ComputeRootHash().ToArray();
+        return ChunkHash.Compute(list).ToArray();
     }
 }
