@@ -328,10 +328,18 @@ public sealed partial class SnapshotAssembly
             return _length;
         }
 
+        /// <summary>After a failure: the half-written file goes; the next open recovers again from the untouched journal.</summary>
         public void Abandon()
         {
             _handle.Dispose();
-            File.Delete(_path);
+            try
+            {
+                File.Delete(_path);
+            }
+            catch (IOException)
+            {
+                // Leaving it is harmless (the next recovery truncates it); the failure that led here is what gets reported.
+            }
         }
 
         private void WriteBatch()
