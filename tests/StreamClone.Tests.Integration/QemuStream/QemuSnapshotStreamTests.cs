@@ -4,8 +4,8 @@ using System.Text;
 using System.Text.Json;
 using StreamClone.Shared.Model;
 using StreamClone.Sink.Restore;
-using StreamClone.Tests.Integration.Qemu;
 using StreamClone.Source.Live;
+using StreamClone.Tests.Integration.Qemu;
 using StreamClone.Tests.Unit.QemuStream;
 
 namespace StreamClone.Tests.Integration.QemuStream;
