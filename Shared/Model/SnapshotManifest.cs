@@ -36,7 +36,16 @@ public sealed class SnapshotManifest
 
     public static SnapshotManifest Deserialize(ReadOnlyMemory<byte> bytes)
     {
-        var manifest = MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options);
+        SnapshotManifest manifest;
+        try
+        {
+            manifest = MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options);
+        }
+        catch (MessagePackSerializationException e)
+        {
+            // A truncated or overwritten manifest file is bad input like any other: one line, not a stack trace.
+            throw new InvalidDataException($"the manifest is damaged ({bytes.Length} bytes): {e.InnerException?.Message ?? e.Message}", e);
+        }
         if (manifest.FormatVersion != CurrentFormatVersion)
         {
             throw new InvalidDataException(
