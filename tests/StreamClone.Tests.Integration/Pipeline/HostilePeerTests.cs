@@ -149,7 +149,7 @@ public class HostilePeerTests
             SnapshotId = LyingSnapshotId,
             CreatedUtc = DateTime.UtcNow,
             Origin = "hostile-test",
-            Objects = [new ObjectInfo { Id = 0, Name = "mem", Kind = ObjectKind.Memory, Size = 4 * WireLimits.PageSize, ChunkSize = WireLimits.PageSize }],
+            Objects = [new ObjectInfo { Id = 0, Name = "mem", Kind = ObjectKind.Memory, Size = 2 * WireLimits.PageSize, ChunkSize = WireLimits.PageSize }],
         }, ReadOnlyMemory<byte>.Empty, ct);
         while (!(await bulk.ReceiveAsync<InventoryMessage>(FrameType.Inventory, ct)).Last)
         {
@@ -170,6 +170,13 @@ public class HostilePeerTests
             Codec = PayloadCodec.None,
             RawLength = 2 * WireLimits.PageSize,
         }, (byte[])[.. genuine, .. sent], ct);
+        // The whole object is sent, so the snapshot completes (root = BLAKE3 over the announced hashes) unless the sink
+        // checks each chunk's bytes: without that check this source would deliver a "verified" snapshot holding `sent`.
+        await bulk.SendAsync(FrameType.SnapshotComplete, new SnapshotCompleteMessage
+        {
+            RootHashes = [ChunkHash.Compute(hashes).ToArray()],
+            ChunksSent = 2,
+        }, ReadOnlyMemory<byte>.Empty, ct);
 
         while (await bulk.ReceiveAsync(ct) is { } frame)
         {
