@@ -33,8 +33,8 @@ internal static partial class SinkLog
     public static partial void Flushed(ILogger logger, string snapshotId, int records, long dataBytes, int files, long elapsedMs);
 
     [LoggerMessage(EventId = 3006, Level = LogLevel.Error,
-        Message = "Snapshot {SnapshotId}: background flush failed; the records stay queued for the next flush")]
-    public static partial void BackgroundFlushFailed(ILogger logger, string snapshotId, Exception exception);
+        Message = "Snapshot {SnapshotId}: background flush failed ({Reason}); the records stay queued for the next flush")]
+    public static partial void BackgroundFlushFailed(ILogger logger, string snapshotId, string reason);
 
     [LoggerMessage(EventId = 3007, Level = LogLevel.Information,
         Message = "Snapshot {SnapshotId} complete: {TotalChunks} chunk(s), manifest written")]
@@ -53,8 +53,8 @@ internal static partial class SinkLog
     public static partial void VerifyMismatch(ILogger logger, string snapshotId, int objectId, long index);
 
     [LoggerMessage(EventId = 3011, Level = LogLevel.Error,
-        Message = "Chunk store IO failed on {Path} while {Operation}")]
-    public static partial void StoreIoFailed(ILogger logger, string path, string operation, Exception exception);
+        Message = "Chunk store IO failed on {Path} while {Operation}: {Reason}")]
+    public static partial void StoreIoFailed(ILogger logger, string path, string operation, string reason);
 
     [LoggerMessage(EventId = 3012, Level = LogLevel.Information,
         Message = "Verify of {Directory}: {Checked} chunk(s) checked, {Mismatches} mismatch(es)")]

@@ -37,10 +37,23 @@ public sealed class SnapshotManifest
     public void SerializeTo(Stream stream) => MessagePackSerializer.Serialize(stream, this, MessagePackDefaults.Options);
 
     public static SnapshotManifest Deserialize(ReadOnlyMemory<byte> bytes) =>
-        Upgrade(MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options));
+        Upgrade(Decode(() => MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options)));
 
     public static SnapshotManifest Deserialize(Stream stream) =>
-        Upgrade(MessagePackSerializer.Deserialize<SnapshotManifest>(stream, MessagePackDefaults.Options));
+        Upgrade(Decode(() => MessagePackSerializer.Deserialize<SnapshotManifest>(stream, MessagePackDefaults.Options)));
+
+    private static SnapshotManifest Decode(Func<SnapshotManifest> deserialize)
+    {
+        try
+        {
+            return deserialize();
+        }
+        catch (MessagePackSerializationException e)
+        {
+            // A truncated or overwritten manifest file is bad input like any other: one line, not a stack trace.
+            throw new InvalidDataException($"the manifest is damaged: {e.InnerException?.Message ?? e.Message}", e);
+        }
+    }
 
     private static SnapshotManifest Upgrade(SnapshotManifest manifest)
     {

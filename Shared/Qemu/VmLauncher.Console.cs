@@ -48,6 +48,13 @@ public sealed partial class VmLauncher
         throw new VmStartException($"QEMU exited ({ExitDescription()}) before the expected console line; stderr: {StdErrTail()}; console: {ConsoleTail()}");
     }
 
+    /// <summary>Types one line into the guest's serial console (QEMU's stdin; the test guest reads requests there).</summary>
+    public async Task WriteConsoleLineAsync(string line, CancellationToken ct = default)
+    {
+        await _process.StandardInput.WriteAsync((line + "\n").AsMemory(), ct);
+        await _process.StandardInput.FlushAsync(ct);
+    }
+
     private async Task ReadConsoleLoopAsync(StreamReader stdout, StreamWriter log)
     {
         try

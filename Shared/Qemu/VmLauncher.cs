@@ -262,6 +262,9 @@ public sealed partial class VmLauncher : IAsyncDisposable
     private VmStartException Failure(string what) =>
         new($"{what}; stderr: {StdErrTail()}; command: {Options.QemuBinary} {string.Join(' ', Arguments)}");
 
+    /// <summary>The last of QEMU's stderr (e.g. why it refused an incoming migration).</summary>
+    public string StderrTail => StdErrTail();
+
     private string StdErrTail()
     {
         lock (_stderr)

@@ -64,11 +64,27 @@ public static class CloneRestorer
                 await using var stream = new NetworkStream(feed, ownsSocket: false);
                 var write = QemuStreamWriter.WriteAsync(blob, ram, stream, null, ct);
                 string state;
-                using (qemuEnd)
+                QemuStreamWriterStatistics statistics;
+                try
                 {
-                    state = await clone.Qmp.IncomingFromFdAsync(qemuEnd.SafeHandle, TimeSpan.FromMinutes(10), ct: ct);
+                    using (qemuEnd)
+                    {
+                        state = await clone.Qmp.IncomingFromFdAsync(qemuEnd.SafeHandle, TimeSpan.FromMinutes(10), ct: ct);
+                    }
+                    statistics = await write;
                 }
-                var statistics = await write;
+                catch (Exception e) when (e is InvalidOperationException or QmpException or QmpProtocolException or IOException or SocketException
+                                          && !ct.IsCancellationRequested)
+                {
+                    // QEMU ends a refused incoming migration and says why on stderr (e.g. "Length mismatch: pc.ram" when
+                    // the clone's memory size is not the source's): that line, not the broken pipe, is the error.
+                    feed.Dispose();
+                    await ((Task)write).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    await ((Task)clone.Exited).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    var said = clone.StderrTail.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                    throw new InvalidDataException(
+                        $"QEMU refused the migration stream of snapshot {snapshot.SnapshotId} ({e.Message.TrimEnd('.')}); QEMU: {string.Join(" | ", said.TakeLast(3))}", e);
+                }
                 feed.Shutdown(SocketShutdown.Send);
                 // A source paused for the snapshot instant records "paused" in its global state: the clone resumes here.
                 if (state != "running")

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.ExceptionServices;
 using System.Threading.Tasks.Dataflow;
 using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
@@ -84,9 +85,16 @@ public sealed partial class SinkSession
             SinkLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
             return manifest;
         }
-        catch (Exception ex)
+        catch (Exception thrown)
         {
-            var reason = ex is AggregateException { InnerException: { } inner } ? inner.Message : ex.Message;
+            // A verify or store stage's fault reaches here wrapped by Dataflow's completion propagation: the peer gets its
+            // error code and the host its one-line message only from the cause itself.
+            var ex = thrown;
+            while (ex is AggregateException { InnerExceptions.Count: 1 } aggregate)
+            {
+                ex = aggregate.InnerExceptions[0];
+            }
+            var reason = ex.Message;
             SinkLog.SessionFailed(_logger, SessionId, reason);
             if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
             {
@@ -101,6 +109,10 @@ public sealed partial class SinkSession
             while (verify.TryReceive(out var leftover))
             {
                 leftover.Return();
+            }
+            if (ex != thrown)
+            {
+                ExceptionDispatchInfo.Throw(ex);
             }
             throw;
         }

@@ -132,7 +132,8 @@ public sealed partial class SnapshotAssembly
         catch (Exception ex)
         {
             // The records went back on the queue; the timer below retries (e.g. once space is freed).
-            SinkLog.BackgroundFlushFailed(_store.Logger, SnapshotId, ex);
+            // An expected IO failure (a full disk) is one line; its stack says nothing the message does not.
+            SinkLog.BackgroundFlushFailed(_store.Logger, SnapshotId, ex.Message);
         }
         // A timer tick that fired while this flush ran was skipped; re-arm so leftovers still get flushed.
         bool leftovers;
@@ -221,7 +222,7 @@ public sealed partial class SnapshotAssembly
                 Requeue(batch, dataBytes);
                 if (ex is ChunkStoreIOException io)
                 {
-                    SinkLog.StoreIoFailed(_store.Logger, io.FilePath, "flushing", io);
+                    SinkLog.StoreIoFailed(_store.Logger, io.FilePath, "flushing", io.Message);
                 }
                 throw;
             }

@@ -313,7 +313,7 @@ public sealed partial class SnapshotAssembly
             if (ex is IOException io)
             {
                 var wrapped = StoreIO.Wrap(io, obj.Path, "writing a chunk into");
-                SinkLog.StoreIoFailed(_store.Logger, obj.Path, "writing a chunk", wrapped);
+                SinkLog.StoreIoFailed(_store.Logger, obj.Path, "writing a chunk", wrapped.Message);
                 if (!ReferenceEquals(wrapped, io))
                 {
                     throw wrapped;

@@ -17,14 +17,23 @@
  *     fdatasyncs; disk= is the CRC-32 of the whole file read back (0 when /data is not
  *     mounted); a read-back that differs from the workload's own copy also makes chk=BAD.
  * Line: SC tick=<n> mem=<hex> disk=<hex> chk=ok|BAD sweep=<k> t=<monotonic ms>
+ *
+ * A line "full" written to the serial console asks for a full pass after the current tick: the
+ * XOR of the CRC-32 of every filled page, recomputed from memory (not from the per-page CRCs or
+ * the running mem=), so it equals the mem= a source printed at that tick only if every page is
+ * intact. Asked for, not periodic: under TCG a pass over 32 MiB takes seconds, and a periodic one
+ * would show as gaps between ticks in every live-snapshot measurement.
+ * Line: SC full tick=<n> mem=<hex> pages=<npages> ms=<duration>
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +46,8 @@
 #define TICK_NS 100000000L
 
 static uint32_t crc_table[256];
+/* Slicing-by-8 tables (crc_slice[0] = crc_table) for the full pass: 8 bytes per step, same CRC-32. */
+static uint32_t crc_slice[8][256];
 
 static void crc_init(void)
 {
@@ -45,7 +56,24 @@ static void crc_init(void)
         for (int k = 0; k < 8; k++)
             c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
         crc_table[i] = c;
+        crc_slice[0][i] = c;
     }
+    for (int t = 1; t < 8; t++)
+        for (uint32_t i = 0; i < 256; i++)
+            crc_slice[t][i] = (crc_slice[t - 1][i] >> 8) ^ crc_table[crc_slice[t - 1][i] & 0xFF];
+}
+
+/* CRC-32 of one page read as little-endian words (x86): equal to crc32_buf(page, PAGE). */
+static uint32_t crc32_page(const uint64_t *page)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (unsigned i = 0; i < WORDS; i++) {
+        uint32_t lo = (uint32_t)page[i] ^ c, hi = (uint32_t)(page[i] >> 32);
+        c = crc_slice[7][lo & 0xFF] ^ crc_slice[6][(lo >> 8) & 0xFF] ^ crc_slice[5][(lo >> 16) & 0xFF] ^
+            crc_slice[4][lo >> 24] ^ crc_slice[3][hi & 0xFF] ^ crc_slice[2][(hi >> 8) & 0xFF] ^
+            crc_slice[1][(hi >> 16) & 0xFF] ^ crc_slice[0][hi >> 24];
+    }
+    return c ^ 0xFFFFFFFFu;
 }
 
 static uint32_t crc32_buf(const void *data, size_t len)
@@ -118,10 +146,38 @@ static void say(const char *s)
     }
 }
 
+/* The console carries requests in and ticks out: no echo, so a request never lands inside a tick line. */
+static void console_input_init(void)
+{
+    struct termios t;
+    if (tcgetattr(0, &t) == 0) {
+        t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        tcsetattr(0, TCSANOW, &t);
+    }
+}
+
+/* True when a "full" line arrived since the last call; never blocks (canonical mode: whole lines). */
+static int full_pass_requested(void)
+{
+    char buf[128];
+    int asked = 0;
+    struct pollfd in = {.fd = 0, .events = POLLIN};
+    while (poll(&in, 1, 0) > 0 && (in.revents & POLLIN)) {
+        ssize_t n = read(0, buf, sizeof buf - 1);
+        if (n <= 0)
+            break;
+        buf[n] = 0;
+        if (strstr(buf, "full"))
+            asked = 1;
+    }
+    return asked;
+}
+
 int main(void)
 {
     char line[256];
     crc_init();
+    console_input_init();
 
     unsigned long fill = fill_mib_from_cmdline();
     uint64_t npages = (uint64_t)fill * (1024 * 1024 / PAGE);
@@ -214,5 +270,15 @@ int main(void)
                  (unsigned long long)tick, mem_crc, disk_crc, bad ? "BAD" : "ok",
                  (unsigned long long)sweep, now_ms());
         say(line);
+
+        if (full_pass_requested()) {
+            long long started = now_ms();
+            uint32_t full = 0;
+            for (uint64_t p = 0; p < npages; p++)
+                full ^= crc32_page(mem + p * WORDS);
+            snprintf(line, sizeof line, "SC full tick=%llu mem=%08x pages=%llu ms=%lld\n",
+                     (unsigned long long)tick, full, (unsigned long long)npages, now_ms() - started);
+            say(line);
+        }
     }
 }

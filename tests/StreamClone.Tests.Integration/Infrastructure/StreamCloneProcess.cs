@@ -12,9 +12,16 @@ public sealed class StreamCloneProcess : IAsyncDisposable
 
     private StreamCloneProcess(Process process) => _process = process;
 
-    public static StreamCloneProcess Start(params string[] args)
+    public static StreamCloneProcess Start(params string[] args) => Start(new Dictionary<string, string>(), args);
+
+    /// <summary>Starts the CLI with <paramref name="environment"/> set on top of the test's own.</summary>
+    public static StreamCloneProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "streamclone.dll"));
         foreach (var arg in args)
         {

@@ -83,4 +83,108 @@ public class HostilePeerTests
         await stop.CancelAsync();
         await serving;
     }
+
+    [Fact]
+    public async Task A_source_whose_chunk_bytes_do_not_match_their_hash_ends_the_sink_with_one_line_and_the_store_holds_none_of_them()
+    {
+        using var dir = new TempDir();
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(2);
+        var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+
+        // Chunk 0 is what the frame says; chunk 1 carries other bytes under chunk 1's announced hash. The frame's CRC
+        // covers what is sent, so only the sink's per-chunk BLAKE3 check can tell.
+        var genuine = Pattern("GENUINE-CHUNK-0:");
+        var announced = Pattern("ANNOUNCED-CHUNK1");
+        var sent = Pattern("UNVERIFIED-BYTES");
+        var lying = LyingSourceAsync(listener, genuine, announced, sent, stop.Token);
+
+        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"));
+        var exit = await sink.WaitAsync(TimeSpan.FromSeconds(60));
+        var refusal = await lying;
+
+        Assert.True(exit == 1, $"exit {exit}:\n{sink.Stderr}");
+        var lines = sink.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var error = Assert.Single(lines, l => l.StartsWith("streamclone: ", StringComparison.Ordinal));
+        Assert.Contains("chunk 1", error, StringComparison.Ordinal);
+        Assert.Contains("hashes to", error, StringComparison.Ordinal);
+        Assert.DoesNotContain(" at StreamClone.", sink.Stderr, StringComparison.Ordinal);
+        Assert.Equal(ProtocolError.HashMismatch, refusal?.Code);
+
+        // Checked in the store itself: neither chunk of the refused batch is present, and the lying bytes are in no file.
+        using (var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance))
+        {
+            var snapshot = store.GetSnapshot(LyingSnapshotId);
+            Assert.NotNull(snapshot);
+            Assert.False(snapshot.IsPresent(0, 1));
+            Assert.False(snapshot.IsPresent(0, 0));
+            Assert.Equal(0, snapshot.PresentChunks);
+        }
+        foreach (var file in Directory.EnumerateFiles(dir.File("store"), "*", SearchOption.AllDirectories))
+        {
+            var bytes = await File.ReadAllBytesAsync(file);
+            Assert.True(bytes.AsSpan().IndexOf(sent.AsSpan(0, 16)) < 0, $"{file} holds bytes that failed verification");
+            Assert.True(bytes.AsSpan().IndexOf(genuine.AsSpan(0, 16)) < 0, $"{file} holds a chunk of a refused batch");
+        }
+    }
+
+    private const string LyingSnapshotId = "lying-source";
+
+    private static byte[] Pattern(string text) =>
+        [.. Enumerable.Repeat(System.Text.Encoding.ASCII.GetBytes(text), WireLimits.PageSize / text.Length).SelectMany(b => b)];
+
+    /// <summary>
+    /// A source that follows the protocol (hello, offer, inventory, demand lane) and then sends one batch whose frame is
+    /// well formed and whose second chunk's bytes are not the ones its hash names. Returns the error the sink sent back.
+    /// </summary>
+    private static async Task<ErrorMessage?> LyingSourceAsync(Socket listener, byte[] genuine, byte[] announced, byte[] sent, CancellationToken ct)
+    {
+        using var bulk = new RawFramePeer(await listener.AcceptAsync(ct));
+        var hello = await bulk.ReceiveAsync<HelloMessage>(FrameType.Hello, ct);
+        await bulk.SendAsync(FrameType.Hello, new HelloMessage { Role = "source", SessionId = hello.SessionId }, ReadOnlyMemory<byte>.Empty, ct);
+        await bulk.SendAsync(FrameType.SnapshotOffer, new SnapshotOfferMessage
+        {
+            SnapshotId = LyingSnapshotId,
+            CreatedUtc = DateTime.UtcNow,
+            Origin = "hostile-test",
+            Objects = [new ObjectInfo { Id = 0, Name = "mem", Kind = ObjectKind.Memory, Size = 2 * WireLimits.PageSize, ChunkSize = WireLimits.PageSize }],
+        }, ReadOnlyMemory<byte>.Empty, ct);
+        while (!(await bulk.ReceiveAsync<InventoryMessage>(FrameType.Inventory, ct)).Last)
+        {
+        }
+        using var demand = new RawFramePeer(await listener.AcceptAsync(ct));
+        await demand.ReceiveAsync<HelloMessage>(FrameType.Hello, ct);
+        await demand.SendAsync(FrameType.Hello, new HelloMessage { Role = "source", Lane = Lane.Demand, SessionId = hello.SessionId }, ReadOnlyMemory<byte>.Empty, ct);
+
+        var hashes = new byte[2 * ChunkHash.Size];
+        ChunkHash.Compute(genuine).Write(hashes);
+        ChunkHash.Compute(announced).Write(hashes.AsSpan(ChunkHash.Size));
+        await bulk.SendAsync(FrameType.ChunkBatch, new ChunkBatchMessage
+        {
+            ObjectId = 0,
+            FirstIndex = 0,
+            Kinds = [(byte)ChunkEntryKind.Data, (byte)ChunkEntryKind.Data],
+            Hashes = hashes,
+            Codec = PayloadCodec.None,
+            RawLength = 2 * WireLimits.PageSize,
+        }, (byte[])[.. genuine, .. sent], ct);
+        // The whole object is sent, so the snapshot completes (root = BLAKE3 over the announced hashes) unless the sink
+        // checks each chunk's bytes: without that check this source would deliver a "verified" snapshot holding `sent`.
+        await bulk.SendAsync(FrameType.SnapshotComplete, new SnapshotCompleteMessage
+        {
+            RootHashes = [ChunkHash.Compute(hashes).ToArray()],
+            ChunksSent = 2,
+        }, ReadOnlyMemory<byte>.Empty, ct);
+
+        while (await bulk.ReceiveAsync(ct) is { } frame)
+        {
+            if (frame.Type == FrameType.Error)
+            {
+                return frame.DecodeHeader<ErrorMessage>();
+            }
+        }
+        return null;
+    }
 }

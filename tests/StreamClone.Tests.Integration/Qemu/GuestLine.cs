@@ -19,3 +19,23 @@ internal sealed partial record GuestLine(long Tick, string Mem, string Disk, boo
             m.Groups[3].Value, m.Groups[4].Value == "ok", long.Parse(m.Groups[5].Value, CultureInfo.InvariantCulture));
     }
 }
+
+/// <summary>A full pass the guest ran on request: SC full tick=N mem=HEX pages=P ms=D (guest/workload.c).</summary>
+internal sealed partial record GuestFullPass(long Tick, string Mem, long Pages)
+{
+    /// <summary>What the test types on the guest's console to ask for one.</summary>
+    public const string Request = "full";
+
+    [GeneratedRegex(@"^SC full tick=(\d+) mem=([0-9a-f]{8}) pages=(\d+) ms=\d+$")]
+    private static partial Regex Pattern();
+
+    public static bool Is(string line) => Pattern().IsMatch(line);
+
+    public static GuestFullPass Parse(string line)
+    {
+        var m = Pattern().Match(line);
+        Assert.True(m.Success, $"not a workload full-pass line: '{line}'");
+        return new GuestFullPass(long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), m.Groups[2].Value,
+            long.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture));
+    }
+}

@@ -29,6 +29,7 @@ public class LiveCloneTests(QemuFixture fixture)
         }, ct: Ct);
         await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= 5, TimeSpan.FromSeconds(60), 0, Ct);
 
+        var eventsBefore = vm.Qmp.LastEventSequence;
         var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--qmp", sourceQmp, "--work-dir", dir.File("live"), "--sessions", "1", "--log-level", "Information");
         await using var _ = source;
         await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--json");
@@ -39,6 +40,15 @@ public class LiveCloneTests(QemuFixture fixture)
         TestContext.Current.SendDiagnosticMessage($"live snapshot: {live}");
         Assert.True(live.GetProperty("memory_bytes").GetInt64() >= 256L << 20);
         Assert.True(live.GetProperty("disk_bytes").GetInt64() > 0);
+
+        // The guest was paused only for the instant that makes disk and memory one snapshot: QEMU's own STOP and RESUME
+        // timestamps (normally ~15 ms apart) bound it, whatever the source reports. Tick numbers alone cannot show a
+        // pause: the guest's clock stops with it, so its ticks stay consecutive.
+        var stop = await vm.Qmp.WaitForEventAsync("STOP", eventsBefore, null, TimeSpan.FromSeconds(30), Ct);
+        var resume = await vm.Qmp.WaitForEventAsync("RESUME", stop.Sequence, null, TimeSpan.FromSeconds(30), Ct);
+        var pause = resume.Timestamp - stop.Timestamp;
+        TestContext.Current.SendDiagnosticMessage($"guest paused {pause.TotalMilliseconds:F1} ms (QMP STOP → RESUME)");
+        Assert.True(pause < MaxPause, $"the guest was paused {pause.TotalMilliseconds:F0} ms (STOP #{stop.Sequence} → RESUME #{resume.Sequence})");
 
         // The source kept counting through the snapshot: no gap of a second between its ticks (100 ms apart).
         var sourceTicks = vm.GetConsoleLines().Where(GuestLine.IsTick).Select(GuestLine.Parse).ToList();
@@ -61,5 +71,18 @@ public class LiveCloneTests(QemuFixture fixture)
         Assert.Equal(twin.Disk, first.Disk);
         var later = GuestLine.Parse(await clone.Vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= first.Tick + 3, TimeSpan.FromSeconds(60), 0, Ct));
         Assert.True(later.Ok, later.ToString());
+
+        // Every filled page, not the rolling window above: the clone recomputes the CRC of each page from its memory,
+        // and that must be the running checksum the source printed at the same tick.
+        var asked = clone.Vm.ConsoleLineCount;
+        await clone.Vm.WriteConsoleLineAsync(GuestFullPass.Request, Ct);
+        var full = GuestFullPass.Parse(await clone.Vm.WaitForConsoleAsync(GuestFullPass.Is, TimeSpan.FromSeconds(120), asked, Ct));
+        Assert.Equal(fixture.Tcg().FillMiB * (1L << 20) / 4096, full.Pages);
+        var sourceAtFull = GuestLine.Parse(await vm.WaitForConsoleAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick == full.Tick, TimeSpan.FromSeconds(60), 0, Ct));
+        Assert.True(sourceAtFull.Mem == full.Mem,
+            $"clone's memory at tick {full.Tick} recomputed from all {full.Pages} pages is {full.Mem}, the source's was {sourceAtFull.Mem}");
     }
+
+    /// <summary>Generous against the ~15 ms a live snapshot stops the guest (README figures), far below a stalled pause.</summary>
+    private static readonly TimeSpan MaxPause = TimeSpan.FromSeconds(1);
 }

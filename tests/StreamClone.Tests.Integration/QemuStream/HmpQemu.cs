@@ -21,6 +21,10 @@ internal sealed partial class HmpQemu : IAsyncDisposable
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _scanFrom;
 
+    /// <summary>Set under the lock, before the last signal, once stdout ended and the process was reaped: a waiter
+    /// woken by that signal must see it (checking the pump task's completion instead raced with its return).</summary>
+    private bool _exited;
+
     private HmpQemu(Process process)
     {
         _process = process;
@@ -140,7 +144,7 @@ internal sealed partial class HmpQemu : IAsyncDisposable
                     return Clean(text);
                 }
 
-                if (_process.HasExited && _stdoutPump.IsCompleted)
+                if (_exited)
                 {
                     throw new InvalidOperationException(
                         $"QEMU exited with code {_process.ExitCode}; stdout:\n{Clean(all[_scanFrom..])}\nstderr:\n{_stderr}");
@@ -166,12 +170,22 @@ internal sealed partial class HmpQemu : IAsyncDisposable
         while (true)
         {
             var n = await _process.StandardOutput.ReadAsync(buffer);
+            if (n == 0)
+            {
+                // stdout closes as QEMU exits; wait for the exit (and the end of stderr) so the error names both.
+                await _process.WaitForExitAsync();
+            }
+
             TaskCompletionSource changed;
             lock (_lock)
             {
                 if (n > 0)
                 {
                     _stdout.Append(buffer, 0, n);
+                }
+                else
+                {
+                    _exited = true;
                 }
 
                 changed = _changed;
@@ -202,6 +216,7 @@ internal sealed partial class HmpQemu : IAsyncDisposable
             }
 
             await _process.WaitForExitAsync();
+            await _stdoutPump;
         }
         catch (InvalidOperationException)
         {

@@ -5,6 +5,7 @@ using System.Text.Json;
 using StreamClone.Shared.Model;
 using StreamClone.Sink.Restore;
 using StreamClone.Source.Live;
+using StreamClone.Tests.Integration.Qemu;
 using StreamClone.Tests.Unit.QemuStream;
 
 namespace StreamClone.Tests.Integration.QemuStream;
@@ -13,8 +14,10 @@ namespace StreamClone.Tests.Integration.QemuStream;
 /// Against a real QEMU 7.2: a firmware-only q35 VM (note qemu-migration-stream.md [V] setup, under TCG as in
 /// qemu-on-these-machines.md) takes a background snapshot into a unix socket this test listens on; the reader parses
 /// it as it arrives; the writer rebuilds a stream from the parsed pages + device state and a second QEMU with the
-/// same command line loads it and runs. One QEMU at a time; both are killed on every path.
+/// same command line loads it and runs. One QEMU at a time (the QEMU collection runs its classes one after another);
+/// both are killed on every path.
 /// </summary>
+[Collection(QemuCollection.Name)]
 public class QemuSnapshotStreamTests
 {
     private const long RamBytes = 128L << 20;
