@@ -203,8 +203,11 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         }
     }
 
-    /// <summary>One RAM block: a preallocated file mapped into memory, a bitmap of arrived pages, and a wake-up for readers.</summary>
-    private sealed partial class RamBlock : IDisposable
+    /// <summary>
+    /// One RAM block: a preallocated file mapped into memory, a bitmap of arrived pages, and a wake-up
+    /// for readers. Internal (not private) so unit tests can aim hostile offsets at it directly.
+    /// </summary>
+    internal sealed partial class RamBlock : IDisposable
     {
         private const int Page = ChunkMath.PageSize;
         private readonly MemoryMappedFile _file;
