@@ -29,6 +29,8 @@ public sealed partial class SourceSession
                 }
                 var request = frame.DecodeHeader<DemandRequestMessage>();
                 // Checked here once against the offer; BatchEncoder and the input check again before touching memory.
+                // Requests are answered one at a time per lane, so a sink holds at most one answer's
+                // buffers (MaxDemandBytes raw plus its compressed copy) however many it sends.
                 var obj = DemandLayout.Validate(request, objects);
                 Stats.AddDemand();
                 var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, ct);
