@@ -41,6 +41,16 @@ public static class WireLimits
     /// <summary>Most bytes one demand request may cover, for the same reason (one answer, one batch).</summary>
     public const int MaxDemandBytes = MaxBatchRawBytes;
 
+    /// <summary>
+    /// Most chunks one demand request may name for objects of <paramref name="chunkSize"/>: the chunk
+    /// cap and the byte cap both hold, so 4 KiB chunks allow 1024 per request and 4 MiB chunks one.
+    /// The sink splits its reads by this and the source refuses more, so both sides apply one rule.
+    /// </summary>
+    public static int MaxDemandChunksFor(int chunkSize) =>
+        IsValidChunkSize(chunkSize)
+            ? Math.Min(MaxDemandChunks, MaxDemandBytes / chunkSize)
+            : throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, "not a valid chunk size");
+
     /// <summary>Hashes per inventory frame: 64 Ki × 32 bytes = 2 MiB, under the payload limit.</summary>
     public const int MaxInventoryHashesPerFrame = 64 * 1024;
 
@@ -83,6 +93,15 @@ public static class WireLimits
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool IsValidRange(long first, long count, long total) =>
         first >= 0 && count > 0 && total >= 0 && first < total && count <= total - first;
+
+    /// <summary>
+    /// True when a read of up to <paramref name="length"/> bytes at <paramref name="offset"/> starts
+    /// inside [0, <paramref name="size"/>] (a read at the very end returns nothing). The read is cut
+    /// at <paramref name="size"/>, so only the start and a non-negative length need checking.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool IsValidReadStart(long offset, int length, long size) =>
+        offset >= 0 && length >= 0 && offset <= size;
 
     /// <summary>Chunks of <paramref name="chunkSize"/> bytes needed for <paramref name="size"/> bytes, without overflow for any non-negative size.</summary>
     public static long ChunkCount(long size, int chunkSize)

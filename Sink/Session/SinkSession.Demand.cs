@@ -15,6 +15,7 @@ public sealed partial class SinkSession
     private FrameConnection? _demand;
     private Task? _demandLoop;
     private long _nextRequestId;
+    private Exception? _demandClosed;
 
     private void AttachDemandLane(FrameConnection demand)
     {
@@ -44,6 +45,7 @@ public sealed partial class SinkSession
         {
             return 0;
         }
+        var perRequest = WireLimits.MaxDemandChunksFor(obj.ChunkSize);
         var first = offset / obj.ChunkSize;
         var last = (offset + length - 1) / obj.ChunkSize;
         List<Task>? waits = null;
@@ -65,12 +67,22 @@ public sealed partial class SinkSession
                 }
                 (waits ??= []).Add(waiter.Task);
             }
-            // Coalesce consecutive chunks this call registered into one request.
-            if (created && runStart < 0)
+            // Coalesce consecutive chunks this call registered into requests the source accepts: at most
+            // perRequest chunks each (1024 chunks, 4 MiB), so an 8 MiB read of 4 KiB chunks is two requests
+            // and a read across 511 chunks of 4 MiB is 511, each one answer of bounded size.
+            if (created)
             {
-                runStart = index;
+                if (runStart < 0)
+                {
+                    runStart = index;
+                }
+                if (index - runStart + 1 == perRequest)
+                {
+                    await RequestAsync(objectId, runStart, perRequest, forceData: false, ct);
+                    runStart = -1;
+                }
             }
-            else if (!created && runStart >= 0)
+            else if (runStart >= 0)
             {
                 await RequestAsync(objectId, runStart, (int)(index - runStart), forceData: false, ct);
                 runStart = -1;
@@ -78,6 +90,11 @@ public sealed partial class SinkSession
         }
         if (waits is not null)
         {
+            // A waiter registered after the demand lane died and its waiters were failed would wait forever.
+            if (Volatile.Read(ref _demandClosed) is { } closed)
+            {
+                FailPendingReads(closed);
+            }
             await Task.WhenAll(waits).WaitAsync(ct);
         }
         return Snapshot.Read(objectId, offset, destination.Span[..length]);
@@ -181,7 +198,9 @@ public sealed partial class SinkSession
             {
                 demand.Abort(ex.Message);
             }
-            FailPendingReads(new IOException($"demand lane closed: {ex.Message}", ex));
+            var closed = new IOException($"demand lane closed: {ex.Message}", ex);
+            Volatile.Write(ref _demandClosed, closed);
+            FailPendingReads(closed);
         }
     }
 }

@@ -11,6 +11,11 @@ public interface ISnapshotInput : IAsyncDisposable
 {
     SnapshotOfferMessage Offer { get; }
 
-    /// <summary>Reads up to destination.Length bytes at offset of the object; returns bytes read (short only at the object's end).</summary>
+    /// <summary>
+    /// Reads up to destination.Length bytes at offset of the object; returns bytes read (short only at
+    /// the object's end). Offsets reach here from the wire (through demand requests), so every
+    /// implementation checks objectId and offset against its own offer itself, without adding, and
+    /// throws <see cref="ArgumentOutOfRangeException"/> rather than touch anything outside the object.
+    /// </summary>
     ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct);
 }

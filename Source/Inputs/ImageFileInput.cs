@@ -1,4 +1,5 @@
 using Microsoft.Win32.SafeHandles;
+using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
@@ -58,13 +59,25 @@ public sealed class ImageFileInput : ISnapshotInput
         return new ImageFileInput([.. handles], offer);
     }
 
+    /// <summary>Reads within the object's offered size; a start outside [0, size] or an unknown object throws <see cref="ArgumentOutOfRangeException"/>.</summary>
     public async ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct)
     {
+        if ((uint)objectId >= (uint)_handles.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(objectId), objectId, $"there are {_handles.Length} image files");
+        }
+        var size = Offer.Objects[objectId].Size;
+        if (!WireLimits.IsValidReadStart(offset, destination.Length, size))
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{Offer.Objects[objectId].Name} has {size} bytes");
+        }
+        // Cut at the offered size: a file that grew since it was offered is not read past it.
+        destination = destination[..(int)Math.Min(destination.Length, size - offset)];
         var handle = _handles[objectId];
         var total = 0;
         while (total < destination.Length)
         {
-            var read = await RandomAccess.ReadAsync(handle, destination[total..], offset + total, ct);
+            var read = await RandomAccess.ReadAsync(handle, destination[total..], checked(offset + total), ct);
             if (read == 0)
             {
                 break;

@@ -2,6 +2,7 @@ using System.IO.MemoryMappedFiles;
 using System.IO.Pipelines;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Source.Inputs;
@@ -146,8 +147,21 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
 
     private readonly TaskCompletionSource _deviceStateArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>
+    /// Reads within the object's offered size; an unknown object or a start outside [0, size] throws
+    /// <see cref="ArgumentOutOfRangeException"/> before any memory is touched, whatever the caller checked.
+    /// </summary>
     public async ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct)
     {
+        var objects = Offer.Objects;
+        if ((uint)objectId >= (uint)objects.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(objectId), objectId, $"the snapshot has {objects.Count} objects");
+        }
+        if (!WireLimits.IsValidReadStart(offset, destination.Length, objects[objectId].Size))
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{objects[objectId].Name} has {objects[objectId].Size} bytes");
+        }
         if (objectId < _blocks.Length)
         {
             return await _blocks[objectId].ReadAsync(offset, destination, ct);
@@ -189,13 +203,17 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         }
     }
 
-    /// <summary>One RAM block: a preallocated file mapped into memory, a bitmap of arrived pages, and a wake-up for readers.</summary>
-    private sealed partial class RamBlock : IDisposable
+    /// <summary>
+    /// One RAM block: a preallocated file mapped into memory, a bitmap of arrived pages, and a wake-up
+    /// for readers. Internal (not private) so unit tests can aim hostile offsets at it directly.
+    /// </summary>
+    internal sealed partial class RamBlock : IDisposable
     {
         private const int Page = ChunkMath.PageSize;
         private readonly MemoryMappedFile _file;
         private readonly MemoryMappedViewAccessor _view;
         private readonly nint _base;
+        private readonly long _mapped;
         private readonly ulong[] _present;
         private long _pagesPresent;
         private TaskCompletionSource _arrival = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -208,18 +226,19 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
             Size = size;
             // A zero-length mapping is not allowed; ROM-sized blocks are at least one page anyway.
             var capacity = Math.Max(size, Page);
-            var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite);
+            _mapped = capacity;
+            var stream = CreatePrivateFile(path);
             try
             {
-                Reserve(handle, path, capacity);
-                _file = MemoryMappedFile.CreateFromFile(handle, null, capacity, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
+                Reserve(stream.SafeFileHandle, path, capacity);
+                _file = MemoryMappedFile.CreateFromFile(stream, null, capacity, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             }
             catch
             {
-                handle.Dispose();
+                stream.Dispose();
                 throw;
             }
-            _view = _file.CreateViewAccessor(0, Math.Max(size, Page), MemoryMappedFileAccess.ReadWrite);
+            _view = _file.CreateViewAccessor(0, capacity, MemoryMappedFileAccess.ReadWrite);
             _base = MapView(_view);
             _present = new ulong[((size / Page) + 64) / 64];
         }
@@ -227,6 +246,22 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         public string Name { get; }
 
         public long Size { get; }
+
+        /// <summary>
+        /// Creates the file 0600 from the start (open(2) with that mode, not a chmod afterwards): it
+        /// holds the guest's memory, and a reader who opened it in between would keep its descriptor.
+        /// A file left by an earlier run is removed first, since its mode is whatever it was.
+        /// </summary>
+        private static FileStream CreatePrivateFile(string path)
+        {
+            File.Delete(path);
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.Read };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+            return new FileStream(path, options);
+        }
 
         /// <summary>
         /// Allocates the whole file before it is mapped: a page stored through the mapping into a file
@@ -253,8 +288,18 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
             return (nint)(pointer + view.PointerOffset);
         }
 
-        // The mapping lives as long as this block; offsets are checked by the callers against Size.
-        private unsafe Span<byte> Bytes(long offset, int length) => new((byte*)_base + offset, length);
+        /// <summary>
+        /// The only way to the mapping, so the only bound that keeps a bad offset from reading or
+        /// writing other memory: checked here whatever the callers checked, without adding offset and length.
+        /// </summary>
+        private unsafe Span<byte> Bytes(long offset, int length)
+        {
+            if (offset < 0 || length < 0 || offset > _mapped || length > _mapped - offset)
+            {
+                throw new ArgumentOutOfRangeException(nameof(offset), offset, $"{length} bytes at {offset} are outside RAM block {Name} ({_mapped} bytes mapped)");
+            }
+            return new((byte*)_base + offset, length);
+        }
 
         public long PagesPresent => Interlocked.Read(ref _pagesPresent);
 
@@ -277,7 +322,7 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
 
         private void CheckPage(long offset)
         {
-            if (offset < 0 || offset % Page != 0 || offset + Page > Size)
+            if (offset < 0 || offset % Page != 0 || offset > Size - Page)
             {
                 throw new ProtocolViolationException(ProtocolError.BadChunkPlacement, $"page at {offset} is outside RAM block {Name} ({Size} bytes)");
             }
@@ -312,6 +357,10 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
 
         public async ValueTask<int> ReadAsync(long offset, Memory<byte> destination, CancellationToken ct)
         {
+            if (offset < 0 || offset > Size)
+            {
+                throw new ArgumentOutOfRangeException(nameof(offset), offset, $"RAM block {Name} has {Size} bytes");
+            }
             var length = (int)Math.Min(destination.Length, Size - offset);
             if (length <= 0)
             {

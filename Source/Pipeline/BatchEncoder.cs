@@ -1,3 +1,4 @@
+using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
@@ -105,10 +106,22 @@ internal static class BatchEncoder
         };
     }
 
-    /// <summary>Reads [firstIndex, firstIndex+count) of an object into a rented batch buffer.</summary>
+    /// <summary>
+    /// Reads [firstIndex, firstIndex+count) of an object into a rented batch buffer. The range is
+    /// checked here again, whoever called: an index from the wire multiplied by the chunk size must
+    /// never wrap into an offset the input would read.
+    /// </summary>
     public static async ValueTask<WorkBatch> ReadAsync(Inputs.ISnapshotInput input, ObjectInfo obj, long firstIndex, int count, long requestId, CancellationToken ct)
     {
-        var offset = firstIndex * obj.ChunkSize;
+        var chunkCount = ChunkMath.ChunkCount(obj.Size, obj.ChunkSize);
+        if (count > WireLimits.MaxBatchChunks || !WireLimits.IsValidRange(firstIndex, count, chunkCount)
+            || (long)count * obj.ChunkSize > WireLimits.MaxBatchRawBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(firstIndex), firstIndex,
+                $"chunks {firstIndex}+{count} of {obj.Name} ({chunkCount} chunks of {obj.ChunkSize} bytes; at most {WireLimits.MaxBatchChunks} chunks, {WireLimits.MaxBatchRawBytes} bytes per batch)");
+        }
+        // In range: firstIndex < chunkCount, so the product is at most the object's size.
+        var offset = checked(firstIndex * obj.ChunkSize);
         var length = (int)Math.Min((long)count * obj.ChunkSize, obj.Size - offset);
         var raw = BatchBuffers.Pool.Rent(Math.Max(1, length));
         try

@@ -1,5 +1,5 @@
 using StreamClone.Shared;
-using StreamClone.Shared.Model;
+using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 using StreamClone.Source.Pipeline;
@@ -28,18 +28,10 @@ public sealed partial class SourceSession
                     ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"demand lane: unexpected {frame.Type}");
                 }
                 var request = frame.DecodeHeader<DemandRequestMessage>();
-                if ((uint)request.ObjectId >= (uint)objects.Count)
-                {
-                    ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement, $"demand for unknown object {request.ObjectId}");
-                }
-                var obj = objects[request.ObjectId];
-                var chunkCount = ChunkMath.ChunkCount(obj.Size, obj.ChunkSize);
-                if (request.Count > WireLimits.MaxDemandChunks || !WireLimits.IsValidRange(request.FirstIndex, request.Count, chunkCount)
-                    || (long)request.Count * obj.ChunkSize > WireLimits.MaxDemandBytes)
-                {
-                    ThrowHelper.ThrowProtocol(ProtocolError.BadChunkPlacement,
-                        $"demand for chunks {request.FirstIndex}+{request.Count} of {obj.Name}, which has {chunkCount}");
-                }
+                // Checked here once against the offer; BatchEncoder and the input check again before touching memory.
+                // Requests are answered one at a time per lane, so a sink holds at most one answer's
+                // buffers (MaxDemandBytes raw plus its compressed copy) however many it sends.
+                var obj = DemandLayout.Validate(request, objects);
                 Stats.AddDemand();
                 var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, ct);
                 BatchEncoder.Classify(batch);
