@@ -34,15 +34,65 @@ public sealed class SnapshotManifest
 
     public byte[] Serialize() => MessagePackSerializer.Serialize(this, MessagePackDefaults.Options);
 
+    /// <summary>
+    /// Reads and checks a manifest (<see cref="Validate"/>): a file may be damaged or crafted, and its
+    /// numbers size loops and index hash lists. <see cref="InvalidDataException"/> names what is wrong.
+    /// </summary>
     public static SnapshotManifest Deserialize(ReadOnlyMemory<byte> bytes)
     {
-        var manifest = MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options);
+        SnapshotManifest? manifest;
+        try
+        {
+            manifest = MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options);
+        }
+        catch (MessagePackSerializationException ex)
+        {
+            throw new InvalidDataException($"Not a readable manifest: {ex.InnerException?.Message ?? ex.Message}", ex);
+        }
+        if (manifest is null)
+        {
+            throw new InvalidDataException("Not a readable manifest: it is nil.");
+        }
         if (manifest.FormatVersion != CurrentFormatVersion)
         {
             throw new InvalidDataException(
                 $"Manifest format version {manifest.FormatVersion} is not supported (this build reads {CurrentFormatVersion}).");
         }
+        manifest.Validate();
         return manifest;
+    }
+
+    /// <summary>
+    /// The offer's rules (<see cref="OfferRules"/>: id, algorithm, object count, ids as positions,
+    /// chunk sizes, chunk counts) plus one 32-byte hash per chunk; <see cref="InvalidDataException"/> otherwise.
+    /// </summary>
+    public void Validate()
+    {
+        var objects = Objects ?? [];
+        var offer = new Protocol.SnapshotOfferMessage
+        {
+            SnapshotId = SnapshotId,
+            HashAlgorithm = HashAlgorithm,
+            Objects = [.. objects.Select(o => o is null ? null! : new Protocol.ObjectInfo { Id = o.Id, Name = o.Name, Kind = o.Kind, Size = o.Size, ChunkSize = o.ChunkSize })],
+        };
+        try
+        {
+            OfferRules.Validate(offer);
+        }
+        catch (Protocol.ProtocolViolationException ex)
+        {
+            throw new InvalidDataException($"Invalid manifest: {ex.Message}", ex);
+        }
+        foreach (var o in objects)
+        {
+            // ChunkCount is at most WireLimits.MaxChunksPerObject (2^32), so the product fits a long.
+            var expected = o.ChunkCount * ChunkHash.Size;
+            if (o.ChunkHashes is null || o.ChunkHashes.LongLength != expected)
+            {
+                throw new InvalidDataException(
+                    $"Invalid manifest: object {o.Id} ({o.Name}) has {o.ChunkHashes?.LongLength ?? 0} hash bytes; its {o.ChunkCount} chunks need {expected}.");
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.ExceptionServices;
 using System.Threading.Tasks.Dataflow;
 using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
@@ -84,9 +85,12 @@ public sealed partial class SinkSession
             SinkLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
             return manifest;
         }
-        catch (Exception ex)
+        catch (Exception caught)
         {
-            var reason = ex is AggregateException { InnerException: { } inner } ? inner.Message : ex.Message;
+            // Several verify workers failing at once fault the block with an AggregateException
+            // (nested once more by completion propagation): the first cause is the session's one reason.
+            var ex = FirstCause(caught);
+            var reason = ex.Message;
             SinkLog.SessionFailed(_logger, SessionId, reason);
             if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
             {
@@ -102,8 +106,22 @@ public sealed partial class SinkSession
             {
                 leftover.Return();
             }
+            if (ex == caught)
+            {
+                throw;
+            }
+            ExceptionDispatchInfo.Throw(ex);
             throw;
         }
+    }
+
+    private static Exception FirstCause(Exception ex)
+    {
+        while (ex is AggregateException aggregate && aggregate.Flatten().InnerExceptions is [var first, ..])
+        {
+            ex = first;
+        }
+        return ex;
     }
 
     private static async Task PostAsync(ITargetBlock<ReceivedBatch> target, ReceivedBatch batch, CancellationToken ct)

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using StreamClone.Shared;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Sink.Store;
@@ -19,8 +20,9 @@ namespace StreamClone.Sink.Store;
 /// The journal is the only source of truth for presence: a record is appended only after the bytes
 /// it names are fsynced, so after a crash at any instant the store holds only chunks whose bytes
 /// are on disk, and a chunk written but not journaled is absent (the source re-sends it).
-/// Open loads every snapshot, so the hash index (<see cref="Contains"/>, <see cref="GetInventory"/>,
-/// <see cref="SnapshotAssembly.TryPutKnown"/>) spans all of them.
+/// Open loads every snapshot, so the hash index (<see cref="Contains"/>) spans all of them; what a
+/// peer learns of it, or may copy by naming a hash, is scoped to its upstream
+/// (<see cref="GetInventory(string)"/>, <see cref="SnapshotAssembly.TryPutKnown"/>).
 /// </remarks>
 public sealed partial class ChunkStore : IDisposable
 {
@@ -126,15 +128,18 @@ public sealed partial class ChunkStore : IDisposable
     /// same objects (ids, names, kinds, sizes, chunk sizes), otherwise its chunks would land in the wrong
     /// places: <see cref="InvalidDataException"/>.
     /// </summary>
-    public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer)
+    /// <param name="offer">The offer as received.</param>
+    /// <param name="upstream">Who it comes from, as the user named it (<see cref="UpstreamName"/>); recorded with the snapshot.</param>
+    public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer, string upstream = "")
     {
-        ArgumentNullException.ThrowIfNull(offer);
-        SnapshotAssembly.ValidateOffer(offer);
+        ArgumentNullException.ThrowIfNull(upstream);
+        var totalBytes = OfferRules.Validate(offer);
         lock (_snapshotsLock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_snapshotsById.TryGetValue(offer.SnapshotId, out var existing))
             {
+                // Accepted (and granted its space) when it was created; a lower limit since then does not strand it.
                 existing.EnsureSameObjects(offer);
                 ReserveIndex(existing.TotalChunks - existing.PresentChunks);
                 SinkLog.SnapshotResumed(Logger, existing.SnapshotId, existing.PresentChunks, existing.TotalChunks);
@@ -144,12 +149,34 @@ public sealed partial class ChunkStore : IDisposable
             {
                 throw new InvalidOperationException($"The store holds the maximum of {ChunkLocation.MaxSnapshots} snapshots.");
             }
-            var assembly = SnapshotAssembly.Create(this, _snapshots.Count, offer);
+            // Before anything is written: a refused offer leaves nothing in the store.
+            CheckGrant(offer.SnapshotId, totalBytes);
+            var assembly = SnapshotAssembly.Create(this, _snapshots.Count, offer, upstream);
             ReserveIndex(assembly.TotalChunks);
             _snapshots.Add(assembly);
             _snapshotsById.Add(assembly.SnapshotId, assembly);
             SinkLog.SnapshotCreated(Logger, assembly.SnapshotId, assembly.Objects.Count, assembly.TotalChunks);
             return assembly;
+        }
+    }
+
+    /// <summary>
+    /// The node's policy for a new snapshot: at most <see cref="ChunkStoreOptions.MaxSnapshotBytes"/>,
+    /// and its full size plus <see cref="ChunkStoreOptions.FreeSpaceMarginBytes"/> must be free on the
+    /// store's filesystem now (objects are sparse, so this is the worst case: every chunk non-zero).
+    /// </summary>
+    private void CheckGrant(string snapshotId, long totalBytes)
+    {
+        if (totalBytes > Options.MaxSnapshotBytes)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused,
+                $"snapshot {snapshotId} of {totalBytes} bytes exceeds this store's limit of {Options.MaxSnapshotBytes} bytes (--max-snapshot-bytes)");
+        }
+        var free = (Options.FreeSpaceProbe ?? FreeSpace.Available)(SnapshotsDirectory);
+        if (totalBytes > free - Options.FreeSpaceMarginBytes)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused,
+                $"snapshot {snapshotId} of {totalBytes} bytes does not fit the store: {free} bytes free, {Options.FreeSpaceMarginBytes} of them kept in reserve");
         }
     }
 
