@@ -92,6 +92,7 @@ public sealed partial class SinkSession
             var ex = FirstCause(caught);
             var reason = ex.Message;
             SinkLog.SessionFailed(_logger, SessionId, reason);
+            FailureReport.MarkLogged(ex);
             if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
             {
                 await _bulk.FailAsync(pv.Code, pv.Message);

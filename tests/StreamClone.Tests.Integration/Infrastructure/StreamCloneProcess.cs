@@ -12,9 +12,16 @@ public sealed class StreamCloneProcess : IAsyncDisposable
 
     private StreamCloneProcess(Process process) => _process = process;
 
-    public static StreamCloneProcess Start(params string[] args)
+    public static StreamCloneProcess Start(params string[] args) => Start(new Dictionary<string, string>(), args);
+
+    /// <summary>Starts the CLI with extra environment variables (e.g. DOTNET_GCHeapHardLimit).</summary>
+    public static StreamCloneProcess Start(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "streamclone.dll"));
         foreach (var arg in args)
         {
@@ -33,6 +40,9 @@ public sealed class StreamCloneProcess : IAsyncDisposable
     public string Stdout { get { lock (_stdout) { return _stdout.ToString(); } } }
 
     public string Stderr { get { lock (_stderr) { return _stderr.ToString(); } } }
+
+    /// <summary>The non-empty lines the child wrote to stderr.</summary>
+    public string[] StderrLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     public string LastLine => Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
 

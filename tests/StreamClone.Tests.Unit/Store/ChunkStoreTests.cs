@@ -31,7 +31,7 @@ public sealed class ChunkStoreTests : IDisposable
         Assert.Equal(expected.AsSpan(Page + 10, Page).ToArray(), middle);
         // Reading past the end returns the remainder only.
         Assert.Equal(50, snapshot.Read(0, size - 50, new byte[Page]));
-        Assert.Equal(size, new FileInfo(snapshot.GetObjectPath(7)).Length);
+        Assert.Equal(size, new FileInfo(snapshot.GetObjectPath(0)).Length);
     }
 
     [Fact]
