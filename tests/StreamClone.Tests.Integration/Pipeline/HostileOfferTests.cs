@@ -74,9 +74,9 @@ public class HostileOfferTests
         using var dir = new TempDir();
         var store = dir.File("store");
         await using var source = new HostileSource(IPAddress.Loopback, Offer("one-tib", (ObjectKind.Memory, 1L << 40, 4096)));
-        // The node's limit allows it: only free space (or memory) can stand in the way.
+        // The default node limit (2 TiB) allows it: only free space (or memory) can stand in the way.
         await using var sink = StreamCloneProcess.Start(new Dictionary<string, string> { ["DOTNET_GCHeapHardLimit"] = "0x100000000" },
-            "sink", "--connect", source.Connect, "--store", store, "--max-snapshot-bytes", "2T", "--json");
+            "sink", "--connect", source.Connect, "--store", store, "--json");
 
         var exit = await sink.WaitAsync(ExitGuard);
         Assert.True(exit == 1, $"exit {exit}:\n{sink.Stderr}");
