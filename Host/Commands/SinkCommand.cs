@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
-using StreamClone.Shared;
 using StreamClone.Perf;
+using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
