@@ -107,11 +107,10 @@ public sealed partial class SinkSession
             {
                 leftover.Return();
             }
-            if (ex == caught)
+            if (ex != caught)
             {
-                throw;
+                ExceptionDispatchInfo.Throw(ex);
             }
-            ExceptionDispatchInfo.Throw(ex);
             throw;
         }
     }

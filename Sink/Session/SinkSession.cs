@@ -66,7 +66,7 @@ public sealed partial class SinkSession : IAsyncDisposable
             SnapshotAssembly snapshot;
             try
             {
-                OfferRules.Validate(offer);
+                // The store checks the offer (OfferRules) and the node's limits before it writes anything.
                 snapshot = store.OpenSnapshot(offer, upstream);
             }
             catch (StreamClone.Shared.Protocol.ProtocolViolationException ex)

@@ -161,7 +161,7 @@ public sealed partial class SnapshotAssembly
     }
 
     /// <summary>
-    /// Creates the snapshot directory. Ordering: object files and an empty journal first, the offer
+    /// Creates the snapshot directory. Ordering: object files, an empty journal and the upstream first, the offer
     /// last (atomically), then the parent directory is synced. A crash before the offer is durable
     /// leaves a directory without one, which <see cref="ChunkStore"/> removes on open.
     /// </summary>
