@@ -21,16 +21,31 @@ root.Subcommands.Add(GuestCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
 
-// Expected failures (a bad peer, a full disk, a missing file) end the command with one clear line
-// and exit code 1; the details are already in the log. Anything else keeps its stack trace.
+// Every failure ends the command with one line on stderr and a non-zero exit: the log's line when a
+// session already logged its close reason (FailureReport), else this one. Expected ones (a bad peer, a full disk, a missing file) exit 1; anything else
+// exits 2 and names its type, and STREAMCLONE_STACKTRACE=1 prints the whole exception for a bug report.
+// Parallel stages that fail together surface as (nested) AggregateExceptions: the first cause is the reason.
 try
 {
     return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
-catch (Exception ex) when (ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
-    or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
-    or StreamClone.Shared.Qemu.QmpException or StreamClone.Shared.Qemu.QmpProtocolException or StreamClone.Shared.Qemu.VmStartException)
+catch (Exception caught)
 {
-    Console.Error.WriteLine($"streamclone: {ex.Message}");
-    return 1;
+    var ex = caught;
+    while (ex is AggregateException aggregate && aggregate.Flatten().InnerExceptions is [var first, ..])
+    {
+        ex = first;
+    }
+    var expected = ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
+        or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
+        or StreamClone.Shared.Qemu.QmpException or StreamClone.Shared.Qemu.QmpProtocolException or StreamClone.Shared.Qemu.VmStartException;
+    if (!(expected && StreamClone.Shared.FailureReport.WasLogged(ex)))
+    {
+        Console.Error.WriteLine(expected ? $"streamclone: {ex.Message}" : $"streamclone: unexpected {ex.GetType().Name}: {ex.Message}");
+    }
+    if (Environment.GetEnvironmentVariable("STREAMCLONE_STACKTRACE") == "1")
+    {
+        Console.Error.WriteLine(caught);
+    }
+    return expected ? 1 : 2;
 }

@@ -75,6 +75,15 @@ public static class WireLimits
     /// <summary>Chunks per object: the store's chunk location packs the index into 32 bits (16 TiB at 4 KiB chunks).</summary>
     public const long MaxChunksPerObject = uint.MaxValue;
 
+    /// <summary>
+    /// Largest device-state object: QEMU's non-RAM state as a length-prefixed blob (preamble, RAM
+    /// block list, device region). A q35 guest's device region is ~76 KiB; 16 MiB leaves room for
+    /// many devices with large state (virtio queues, TPM) while a restore never allocates more for a
+    /// value a source chose. The source's stream reader, the blob's region cap, the object's capacity
+    /// and the offer rule all use this one number.
+    /// </summary>
+    public const long MaxDeviceStateBytes = 16L << 20;
+
     private static readonly SearchValues<char> IdChars =
         SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
 

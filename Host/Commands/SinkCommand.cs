@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using StreamClone.Perf;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Sink;
@@ -16,19 +17,25 @@ internal static class SinkCommand
         var store = new Option<string>("--store") { Description = "Store directory (content-addressed across snapshots; resumes after a crash).", Required = true };
         var probeReads = new Option<int>("--probe-reads") { Description = "Issue this many random demand reads while the bulk stream runs and report their latency.", DefaultValueFactory = _ => 0 };
         var probeSpacing = new Option<double>("--probe-spacing-ms") { Description = "Pause between probe reads.", DefaultValueFactory = _ => 2.0 };
+        var maxSnapshot = new Option<string>("--max-snapshot-bytes")
+        {
+            Description = "Refuse offers larger than this (sum of the objects' sizes, e.g. 512G or 4T). An offer must also fit the store's free space.",
+            DefaultValueFactory = _ => SizeParser.Format(new ChunkStoreOptions().MaxSnapshotBytes),
+        };
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
-            connect, store, probeReads, probeSpacing, parallelism, json, logLevel,
+            connect, store, maxSnapshot, probeReads, probeSpacing, parallelism, json, logLevel,
         };
         command.SetAction(async (result, ct) =>
         {
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
             var logger = logging.CreateLogger("sink");
             var asJson = result.GetValue(json);
-            using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger);
+            var storeOptions = new ChunkStoreOptions { MaxSnapshotBytes = SizeParser.Parse(result.GetValue(maxSnapshot)!) };
+            using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
             var options = new SinkOptions { Parallelism = result.GetValue(parallelism) };
             await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, TransportOptions.Default, logger, ct);
             var probe = new DemandProbe();

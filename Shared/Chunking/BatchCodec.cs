@@ -62,6 +62,16 @@ public static class BatchCodec
                 int written;
                 try
                 {
+                    // The frame header declares its content size (our encoder's frames always do:
+                    // ZSTD_c_contentSizeFlag is on by default); refuse a larger claim before
+                    // decompressing rather than trust it. The destination is the header's RawLength,
+                    // already capped at WireLimits.MaxBatchRawBytes, so output can never exceed it.
+                    var declared = Decompressor.GetDecompressedSize(payload);
+                    if (declared > (ulong)destination.Length)
+                    {
+                        ThrowHelper.ThrowProtocol(ProtocolError.DecompressionFailed,
+                            $"zstd frame declares {declared} bytes, header says {destination.Length}");
+                    }
                     written = decompressor.Unwrap(payload, destination);
                 }
                 catch (ZstdException ex)

@@ -10,11 +10,8 @@ namespace StreamClone.Shared.Model;
 /// </summary>
 public static class DeviceStateObject
 {
-    /// <summary>
-    /// Capacity of the object. A q35 guest's device region is ~76 KB, the blob's preamble and block
-    /// list a few KB more; 16 MiB leaves room for many devices (a QEMU with more fails clearly).
-    /// </summary>
-    public const long Capacity = 16L << 20;
+    /// <summary>Capacity of the object: <see cref="WireLimits.MaxDeviceStateBytes"/> (a QEMU with more state fails clearly).</summary>
+    public const long Capacity = WireLimits.MaxDeviceStateBytes;
 
     public const string Name = "device-state";
 

@@ -28,7 +28,7 @@ public sealed record RamBlockInfo(string Name, long UsedLength);
 /// be32  target page size         (4096 on x86)
 /// be32  block count B            (cap 4096)
 /// B x { u8 name length N, N bytes name (Latin-1: byte for byte), be64 used_length }
-/// be64  device region length D   (cap 1 GiB)
+/// be64  device region length D   (cap WireLimits.MaxDeviceStateBytes)
 /// D     device region: from the first FULL (0x04) / EOF (0x00) byte after the last RAM chunk to the end of the stream
 /// </code>
 /// Nothing follows; trailing bytes are an error. A reader refuses any other version byte instead of
@@ -44,8 +44,8 @@ public sealed class DeviceStateBlob
     /// <summary>QEMU's ram_list rarely exceeds a few dozen blocks (one per ROM, VGA, memory backend).</summary>
     public const int MaxBlocks = 4096;
 
-    /// <summary>Device state is tens to hundreds of KiB ([V] 76 KiB on q35); 1 GiB only refuses nonsense.</summary>
-    public const long MaxDeviceRegionBytes = 1L << 30;
+    /// <summary>Device state is tens to hundreds of KiB ([V] 76 KiB on q35); the blob travels in one device-state object, so its cap applies.</summary>
+    public const long MaxDeviceRegionBytes = WireLimits.MaxDeviceStateBytes;
 
     public DeviceStateBlob(
         ReadOnlyMemory<byte> preamble,

@@ -36,21 +36,26 @@ public sealed class SnapshotManifest
     /// <summary>Writes the manifest to <paramref name="stream"/>; unlike a byte[] this has no 2 GiB limit.</summary>
     public void SerializeTo(Stream stream) => MessagePackSerializer.Serialize(stream, this, MessagePackDefaults.Options);
 
+    /// <summary>
+    /// Reads and checks a manifest (<see cref="Validate"/>): a file may be damaged or crafted, and its
+    /// numbers size loops and index hash lists. <see cref="InvalidDataException"/> names what is wrong.
+    /// </summary>
     public static SnapshotManifest Deserialize(ReadOnlyMemory<byte> bytes) =>
         Upgrade(Decode(() => MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options)));
 
+    /// <inheritdoc cref="Deserialize(ReadOnlyMemory{byte})"/>
     public static SnapshotManifest Deserialize(Stream stream) =>
         Upgrade(Decode(() => MessagePackSerializer.Deserialize<SnapshotManifest>(stream, MessagePackDefaults.Options)));
 
-    private static SnapshotManifest Decode(Func<SnapshotManifest> deserialize)
+    private static SnapshotManifest Decode(Func<SnapshotManifest?> deserialize)
     {
         try
         {
-            return deserialize();
+            // A truncated or overwritten manifest file is bad input like any other: one line, not a stack trace.
+            return deserialize() ?? throw new InvalidDataException("the manifest is damaged: it is nil");
         }
         catch (MessagePackSerializationException e)
         {
-            // A truncated or overwritten manifest file is bad input like any other: one line, not a stack trace.
             throw new InvalidDataException($"the manifest is damaged: {e.InnerException?.Message ?? e.Message}", e);
         }
     }
@@ -60,8 +65,12 @@ public sealed class SnapshotManifest
         if (manifest.FormatVersion == 1)
         {
             // Version 1 kept each hash list as one blob: that is one segment holding every hash.
-            foreach (var o in manifest.Objects)
+            foreach (var o in manifest.Objects ?? [])
             {
+                if (o is null)
+                {
+                    continue;
+                }
                 o.ChunkHashSegments = [o.LegacyChunkHashes ?? []];
                 o.HashesPerSegment = (int)Math.Clamp((o.LegacyChunkHashes?.Length ?? 0) / ChunkHash.Size, 1, ManifestObject.MaxHashesPerSegment);
                 o.LegacyChunkHashes = null;
@@ -73,15 +82,40 @@ public sealed class SnapshotManifest
             throw new InvalidDataException(
                 $"Manifest format version {manifest.FormatVersion} is not supported (this build reads 1 and {CurrentFormatVersion}).");
         }
-        foreach (var o in manifest.Objects)
+        manifest.Validate();
+        return manifest;
+    }
+
+    /// <summary>
+    /// The offer's rules (<see cref="OfferRules"/>: id, algorithm, object count, ids as positions,
+    /// chunk sizes, chunk counts) plus one 32-byte hash per chunk; <see cref="InvalidDataException"/> otherwise.
+    /// </summary>
+    public void Validate()
+    {
+        var objects = Objects ?? [];
+        var offer = new Protocol.SnapshotOfferMessage
         {
-            if (o.Size < 0 || !WireLimits.IsValidChunkSize(o.ChunkSize) || !o.HasAllHashes)
+            SnapshotId = SnapshotId,
+            HashAlgorithm = HashAlgorithm,
+            Objects = [.. objects.Select(o => o is null ? null! : new Protocol.ObjectInfo { Id = o.Id, Name = o.Name, Kind = o.Kind, Size = o.Size, ChunkSize = o.ChunkSize })],
+        };
+        try
+        {
+            OfferRules.Validate(offer);
+        }
+        catch (Protocol.ProtocolViolationException ex)
+        {
+            throw new InvalidDataException($"Invalid manifest: {ex.Message}", ex);
+        }
+        foreach (var o in objects)
+        {
+            // OfferRules bounded the chunk size and count, so ChunkCount and the segment sizes cannot overflow here.
+            if (!o.HasAllHashes)
             {
                 throw new InvalidDataException(
-                    $"Manifest of {manifest.SnapshotId}: object {o.Id} ({o.Size} bytes, chunk {o.ChunkSize}) does not carry exactly one hash per chunk.");
+                    $"Invalid manifest: object {o.Id} ({o.Name}, {o.Size} bytes, chunk {o.ChunkSize}) does not carry exactly one hash per chunk.");
             }
         }
-        return manifest;
     }
 }
 
@@ -130,7 +164,7 @@ public sealed class ManifestObject
     {
         get
         {
-            if (HashesPerSegment is < 1 or > MaxHashesPerSegment || ChunkHashSegments.Count != SegmentCount(ChunkCount, HashesPerSegment))
+            if (HashesPerSegment is < 1 or > MaxHashesPerSegment || ChunkHashSegments is null || ChunkHashSegments.Count != SegmentCount(ChunkCount, HashesPerSegment))
             {
                 return false;
             }

@@ -19,6 +19,8 @@ public enum ProtocolError
     IncompleteSnapshot = 13,
     RootHashMismatch = 14,
     PeerError = 15,
+    /// <summary>A well-formed offer this node will not take (its size exceeds the node's limit or free disk space).</summary>
+    OfferRefused = 16,
 }
 
 /// <summary>A peer broke the protocol; the connection is dropped, nothing it sent after the last verified chunk is kept.</summary>

@@ -1,7 +1,10 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using StreamClone.Shared;
 using StreamClone.Shared.Model;
+using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Qemu;
 using StreamClone.Sink.Store;
 
@@ -35,9 +38,7 @@ public static class CloneRestorer
         var objects = snapshot.Objects;
         var stateObject = objects.SingleOrDefault(o => o.Kind == ObjectKind.DeviceState)
             ?? throw new InvalidDataException($"snapshot {snapshot.SnapshotId} has no device-state object: it is not a VM snapshot");
-        var stateBytes = new byte[stateObject.Size];
-        snapshot.Read(stateObject.Id, 0, stateBytes);
-        var blob = DeviceStateObject.Unpack(stateBytes);
+        var blob = ReadDeviceState(snapshot, stateObject);
 
         var disk = objects.FirstOrDefault(o => o.Kind == ObjectKind.Disk);
         string? overlay = null;
@@ -100,6 +101,34 @@ public static class CloneRestorer
             await clone.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Reads the device-state object's length field, then only the blob it announces: never more than
+    /// <see cref="WireLimits.MaxDeviceStateBytes"/>, whatever size the source gave the object (the offer
+    /// rule refuses larger ones; a store written before that rule may still hold one).
+    /// </summary>
+    internal static DeviceStateBlob ReadDeviceState(SnapshotAssembly snapshot, ObjectInfo stateObject)
+    {
+        if (stateObject.Size > WireLimits.MaxDeviceStateBytes)
+        {
+            throw new InvalidDataException(
+                $"snapshot {snapshot.SnapshotId}: device-state object of {stateObject.Size} bytes exceeds the limit of {WireLimits.MaxDeviceStateBytes}");
+        }
+        Span<byte> lengthField = stackalloc byte[8];
+        if (snapshot.Read(stateObject.Id, 0, lengthField) != lengthField.Length)
+        {
+            throw new InvalidDataException($"snapshot {snapshot.SnapshotId}: device-state object is shorter than its length field");
+        }
+        var length = BinaryPrimitives.ReadInt64LittleEndian(lengthField);
+        if (length <= 0 || length > stateObject.Size - 8)
+        {
+            throw new InvalidDataException(
+                $"snapshot {snapshot.SnapshotId}: device-state object says {length} bytes but holds {stateObject.Size - 8}");
+        }
+        var blob = new byte[length];
+        snapshot.Read(stateObject.Id, 8, blob);
+        return DeviceStateBlob.Deserialize(blob);
     }
 
     /// <summary>Pages of the snapshot's memory objects; zero chunks are skipped without a read.</summary>

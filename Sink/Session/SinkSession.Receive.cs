@@ -85,17 +85,14 @@ public sealed partial class SinkSession
             SinkLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
             return manifest;
         }
-        catch (Exception thrown)
+        catch (Exception caught)
         {
-            // A verify or store stage's fault reaches here wrapped by Dataflow's completion propagation: the peer gets its
-            // error code and the host its one-line message only from the cause itself.
-            var ex = thrown;
-            while (ex is AggregateException { InnerExceptions.Count: 1 } aggregate)
-            {
-                ex = aggregate.InnerExceptions[0];
-            }
+            // Several verify workers failing at once fault the block with an AggregateException
+            // (nested once more by completion propagation): the first cause is the session's one reason.
+            var ex = FirstCause(caught);
             var reason = ex.Message;
             SinkLog.SessionFailed(_logger, SessionId, reason);
+            FailureReport.MarkLogged(ex);
             if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
             {
                 await _bulk.FailAsync(pv.Code, pv.Message);
@@ -110,12 +107,21 @@ public sealed partial class SinkSession
             {
                 leftover.Return();
             }
-            if (ex != thrown)
+            if (ex != caught)
             {
                 ExceptionDispatchInfo.Throw(ex);
             }
             throw;
         }
+    }
+
+    private static Exception FirstCause(Exception ex)
+    {
+        while (ex is AggregateException aggregate && aggregate.Flatten().InnerExceptions is [var first, ..])
+        {
+            ex = first;
+        }
+        return ex;
     }
 
     private static async Task PostAsync(ITargetBlock<ReceivedBatch> target, ReceivedBatch batch, CancellationToken ct)

@@ -54,6 +54,7 @@ public sealed partial class SinkSession : IAsyncDisposable
     public static async Task<SinkSession> ConnectAsync(EndPoint source, ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
     {
         var sessionId = Guid.NewGuid().ToString("N");
+        var upstream = ChunkStore.UpstreamName(source);
         var bulk = await FrameConnection.ConnectAsync(source, Lane.Bulk, transport, logger, ct);
         var sessionOwnsBulk = false;
         try
@@ -62,9 +63,19 @@ public sealed partial class SinkSession : IAsyncDisposable
             handshake.CancelAfter(transport.HandshakeTimeout);
             await HelloAsync(bulk, Lane.Bulk, sessionId, options, handshake.Token);
             var offer = await bulk.ReceiveOneAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, handshake.Token);
-            ValidateOffer(offer);
-            var snapshot = store.OpenSnapshot(offer);
-            var inventory = store.GetInventory();
+            SnapshotAssembly snapshot;
+            try
+            {
+                // The store checks the offer (OfferRules) and the node's limits before it writes anything.
+                snapshot = store.OpenSnapshot(offer, upstream);
+            }
+            catch (StreamClone.Shared.Protocol.ProtocolViolationException ex)
+            {
+                // The source learns why (a malformed offer, or one this store will not take) before the lane closes.
+                await bulk.FailAsync(ex.Code, ex.Message);
+                throw;
+            }
+            var inventory = store.GetInventory(upstream);
             await SendInventoryAsync(bulk, inventory, ct);
             SinkLog.SessionStarted(logger, sessionId, offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
@@ -108,30 +119,9 @@ public sealed partial class SinkSession : IAsyncDisposable
         }
     }
 
-    private static void ValidateOffer(SnapshotOfferMessage offer)
-    {
-        if (offer.HashAlgorithm != HashAlgorithms.Blake3)
-        {
-            ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader, $"unsupported hash algorithm {offer.HashAlgorithm}");
-        }
-        if (!WireLimits.IsValidId(offer.SnapshotId))
-        {
-            ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader, "snapshot id must be 1-64 characters of [A-Za-z0-9_-]");
-        }
-        for (var i = 0; i < offer.Objects.Count; i++)
-        {
-            var o = offer.Objects[i];
-            if (o.Id != i || o.Size < 0 || !WireLimits.IsValidChunkSize(o.ChunkSize))
-            {
-                ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader, $"object {i} ({o.Name}) has an invalid id, size or chunk size");
-            }
-        }
-    }
-
     private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, CancellationToken ct)
     {
-        // 64 Ki hashes per frame = 2 MiB, under TransportOptions.MaxPayloadBytes.
-        const int perFrame = 64 * 1024;
+        const int perFrame = WireLimits.MaxInventoryHashesPerFrame;
         var buffer = new byte[Math.Min(perFrame, Math.Max(1, inventory.Count)) * ChunkHash.Size];
         var sent = 0;
         do

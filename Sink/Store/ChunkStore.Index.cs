@@ -29,6 +29,12 @@ public sealed partial class ChunkStore
     private readonly Lock _indexLock = new();
     private readonly Dictionary<ChunkHash, ulong> _index = [];
 
+    /// <summary>
+    /// Most index entries reserved ahead of arriving chunks: 1 Mi entries (~52 MiB) is a 4 GiB object
+    /// at 4 KiB chunks, the size the 80-bytes-a-chunk budget is measured at (ChunkStoreMemoryTests).
+    /// </summary>
+    internal const long MaxIndexReservation = 1 << 20;
+
     /// <summary>True when bytes with this hash are held (written and verified) in any snapshot.</summary>
     public bool Contains(ChunkHash hash)
     {
@@ -38,14 +44,58 @@ public sealed partial class ChunkStore
         }
     }
 
-    /// <summary>The unique hashes held: what the sink tells a source it need not send.</summary>
-    public IReadOnlyList<ChunkHash> GetInventory()
+    /// <summary>Every unique hash held, whoever it came from: for tests and local tools, never for a peer.</summary>
+    internal IReadOnlyList<ChunkHash> GetInventory()
     {
         lock (_indexLock)
         {
             return [.. _index.Keys];
         }
     }
+
+    /// <summary>
+    /// The hashes a sink tells <paramref name="upstream"/> it need not send. The rule: an upstream
+    /// learns only hashes of snapshots received from that same upstream (the snapshot being resumed
+    /// counts when it came from there too). The store's inventory would otherwise tell any source
+    /// what every other source sent (whether a host holds a known file, key or image), and the
+    /// upstream is the user's trust decision (the address given to --connect), not a claim of the
+    /// peer. A hash whose indexed copy lies in another upstream's snapshot is left out even if this
+    /// upstream sent it too: it is then sent again, costing bandwidth, never disclosure.
+    /// </summary>
+    public IReadOnlyList<ChunkHash> GetInventory(string upstream)
+    {
+        ArgumentNullException.ThrowIfNull(upstream);
+        bool[] shared;
+        lock (_snapshotsLock)
+        {
+            shared = [.. _snapshots.Select(s => s.Upstream == upstream)];
+        }
+        var hashes = new List<ChunkHash>();
+        lock (_indexLock)
+        {
+            foreach (var (hash, packed) in _index)
+            {
+                var ordinal = ChunkLocation.Unpack(packed).Snapshot;
+                if (ordinal < shared.Length && shared[ordinal])
+                {
+                    hashes.Add(hash);
+                }
+            }
+        }
+        return hashes;
+    }
+
+    /// <summary>
+    /// The name an upstream is known by in the store: the host the user gave to --connect, without
+    /// the port (a source listens on a fresh port each run, and the host is the machine trusted).
+    /// Once peers authenticate (TLS), this becomes the peer certificate's name.
+    /// </summary>
+    public static string UpstreamName(System.Net.EndPoint endPoint) => endPoint switch
+    {
+        System.Net.IPEndPoint ip => ip.Address.ToString(),
+        System.Net.DnsEndPoint dns => dns.Host.ToLowerInvariant(),
+        _ => endPoint.ToString() ?? "",
+    };
 
     private int IndexCount
     {
@@ -66,6 +116,10 @@ public sealed partial class ChunkStore
     /// </summary>
     internal void ReserveIndex(long additional)
     {
+        // Only up to MaxIndexReservation at once: an offer's size is a peer's claim, and sizing for
+        // it would let one offer take ~52 bytes per claimed chunk (14 GB for 1 TiB) before a single
+        // chunk arrived. Past that the Dictionary grows as chunks actually arrive.
+        additional = Math.Min(additional, MaxIndexReservation);
         lock (_indexLock)
         {
             var wanted = _index.Count + additional;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using StreamClone.Shared;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Sink.Store;
@@ -14,6 +15,7 @@ namespace StreamClone.Sink.Store;
 ///                                 without it is an interrupted creation and is removed on open
 /// snapshots/&lt;id&gt;/obj-&lt;n&gt;.raw       object n (ObjectInfo.Id) at full size, sparse; chunk i at i*ChunkSize
 /// snapshots/&lt;id&gt;/journal.log       append-only presence records (see JournalRecord)
+/// snapshots/&lt;id&gt;/upstream          who the snapshot came from (UTF-8; see GetInventory(string))
 /// snapshots/&lt;id&gt;/manifest.msgpack  only once the snapshot is complete and its root hashes matched
 /// snapshots/&lt;id&gt;/journal.log.corrupt-&lt;UTC time&gt;  a damaged journal as found, kept when replay rebuilt it
 /// </code>
@@ -23,8 +25,9 @@ namespace StreamClone.Sink.Store;
 /// damaged other than at its tail is rebuilt from the chunks that re-verify (see SnapshotAssembly.Replay.cs).
 /// Files hold VM memory and disks: every file is 0600 and every directory 0700, tightened on open
 /// if an older build left them looser.
-/// Open loads every snapshot, so the hash index (<see cref="Contains"/>, <see cref="GetInventory"/>,
-/// <see cref="SnapshotAssembly.TryPutKnown"/>) spans all of them.
+/// Open loads every snapshot, so the hash index (<see cref="Contains"/>) spans all of them; what a
+/// peer learns of it, or may copy by naming a hash, is scoped to its upstream
+/// (<see cref="GetInventory(string)"/>, <see cref="SnapshotAssembly.TryPutKnown"/>).
 /// </remarks>
 public sealed partial class ChunkStore : IDisposable
 {
@@ -182,19 +185,23 @@ public sealed partial class ChunkStore : IDisposable
     /// same objects (ids, names, kinds, sizes, chunk sizes), otherwise its chunks would land in the wrong
     /// places: <see cref="InvalidDataException"/>.
     /// </summary>
-    public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer)
+    /// <param name="offer">The offer as received.</param>
+    /// <param name="upstream">Who it comes from, as the user named it (<see cref="UpstreamName"/>); recorded with the snapshot.</param>
+    public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer, string upstream = "")
     {
         ArgumentNullException.ThrowIfNull(offer);
+        ArgumentNullException.ThrowIfNull(upstream);
         if (IsReadOnly)
         {
             throw new InvalidOperationException($"Chunk store {Directory} is open read-only: snapshot {offer.SnapshotId} cannot be created or resumed.");
         }
-        SnapshotAssembly.ValidateOffer(offer);
+        var totalBytes = OfferRules.Validate(offer);
         lock (_snapshotsLock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_snapshotsById.TryGetValue(offer.SnapshotId, out var existing))
             {
+                // Accepted (and granted its space) when it was created; a lower limit since then does not strand it.
                 existing.EnsureSameObjects(offer);
                 ReserveIndex(existing.TotalChunks - existing.PresentChunks);
                 SinkLog.SnapshotResumed(Logger, existing.SnapshotId, existing.PresentChunks, existing.TotalChunks);
@@ -204,12 +211,34 @@ public sealed partial class ChunkStore : IDisposable
             {
                 throw new InvalidOperationException($"The store holds the maximum of {ChunkLocation.MaxSnapshots} snapshots.");
             }
-            var assembly = SnapshotAssembly.Create(this, _snapshots.Count, offer);
+            // Before anything is written: a refused offer leaves nothing in the store.
+            CheckGrant(offer.SnapshotId, totalBytes);
+            var assembly = SnapshotAssembly.Create(this, _snapshots.Count, offer, upstream);
             ReserveIndex(assembly.TotalChunks);
             _snapshots.Add(assembly);
             _snapshotsById.Add(assembly.SnapshotId, assembly);
             SinkLog.SnapshotCreated(Logger, assembly.SnapshotId, assembly.Objects.Count, assembly.TotalChunks);
             return assembly;
+        }
+    }
+
+    /// <summary>
+    /// The node's policy for a new snapshot: at most <see cref="ChunkStoreOptions.MaxSnapshotBytes"/>,
+    /// and its full size plus <see cref="ChunkStoreOptions.FreeSpaceMarginBytes"/> must be free on the
+    /// store's filesystem now (objects are sparse, so this is the worst case: every chunk non-zero).
+    /// </summary>
+    private void CheckGrant(string snapshotId, long totalBytes)
+    {
+        if (totalBytes > Options.MaxSnapshotBytes)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused,
+                $"snapshot {snapshotId} of {totalBytes} bytes exceeds this store's limit of {Options.MaxSnapshotBytes} bytes (--max-snapshot-bytes)");
+        }
+        var free = (Options.FreeSpaceProbe ?? FreeSpace.Available)(SnapshotsDirectory);
+        if (totalBytes > free - Options.FreeSpaceMarginBytes)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused,
+                $"snapshot {snapshotId} of {totalBytes} bytes does not fit the store: {free} bytes free, {Options.FreeSpaceMarginBytes} of them kept in reserve");
         }
     }
 

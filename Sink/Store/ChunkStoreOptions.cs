@@ -28,6 +28,25 @@ public sealed class ChunkStoreOptions
     /// </summary>
     internal int ManifestHashesPerSegment { get; set; } = Shared.Model.ManifestObject.DefaultHashesPerSegment;
 
+    /// <summary>
+    /// The largest snapshot (sum of its objects' sizes) this store takes: a node's policy, not a wire
+    /// limit. Objects are laid out at full size as sparse files and a clone's disk and memory must fit
+    /// the host that restores it, so 2 TiB covers a large VM (1 TiB of RAM and 1 TiB of disk) while an
+    /// offer claiming more is refused before anything is written. `sink --max-snapshot-bytes` raises it.
+    /// </summary>
+    public long MaxSnapshotBytes { get; set; } = 2L << 40;
+
+    /// <summary>
+    /// Free space a new snapshot must leave on the store's filesystem beyond its own full size:
+    /// journals, manifests and the filesystem's metadata need room, and a disk that fills mid-stream
+    /// fails fsyncs instead of refusing cleanly up front. 1 GiB is a few journals of a 4 GiB
+    /// snapshot many times over.
+    /// </summary>
+    public long FreeSpaceMarginBytes { get; set; } = 1L << 30;
+
+    /// <summary>Test hook replacing the free-space query (statvfs) of the store directory.</summary>
+    internal Func<string, long>? FreeSpaceProbe { get; set; }
+
     /// <summary>Test hook called at each <see cref="StoreFaultPoints"/> point; throwing aborts the operation there.</summary>
     internal Action<string>? FaultHook { get; set; }
 
@@ -36,6 +55,8 @@ public sealed class ChunkStoreOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(FlushBytes, 0, nameof(FlushBytes));
         ArgumentOutOfRangeException.ThrowIfLessThan(ManifestHashesPerSegment, 1, nameof(ManifestHashesPerSegment));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(ManifestHashesPerSegment, Shared.Model.ManifestObject.MaxHashesPerSegment, nameof(ManifestHashesPerSegment));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(MaxSnapshotBytes, 0, nameof(MaxSnapshotBytes));
+        ArgumentOutOfRangeException.ThrowIfNegative(FreeSpaceMarginBytes, nameof(FreeSpaceMarginBytes));
         if (FlushInterval != Timeout.InfiniteTimeSpan && FlushInterval <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(FlushInterval), FlushInterval, "Must be positive or Timeout.InfiniteTimeSpan.");

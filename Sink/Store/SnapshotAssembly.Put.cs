@@ -184,7 +184,7 @@ public sealed partial class SnapshotAssembly
             EnsureSameContent(obj, index, hash);
             return true;
         }
-        if (!_store.TryGetLocation(hash, out var location))
+        if (!_store.TryGetLocation(hash, out var location) || !MayCopyFrom(location.Snapshot))
         {
             return false;
         }
@@ -211,6 +211,15 @@ public sealed partial class SnapshotAssembly
             BatchBuffers.Pool.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// Known entries are copied only from snapshots of the same upstream (the rule of
+    /// <see cref="ChunkStore.GetInventory(string)"/>). Otherwise a source could name any hash as Known
+    /// and learn from whether the sink asks for it again if the store holds it: for a hash it may not
+    /// know, the sink always asks, whatever it holds.
+    /// </summary>
+    private bool MayCopyFrom(int snapshotOrdinal) =>
+        snapshotOrdinal == Ordinal || _store.GetSnapshotByOrdinal(snapshotOrdinal).Upstream == Upstream;
 
     private bool TryReadKnown(ChunkLocation location, ChunkHash hash, Span<byte> destination)
     {

@@ -2,7 +2,6 @@ using System.Diagnostics.CodeAnalysis;
 using MessagePack;
 using Microsoft.Win32.SafeHandles;
 using StreamClone.Shared;
-using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Sink.Store;
@@ -19,6 +18,7 @@ public sealed partial class SnapshotAssembly
     internal const string OfferFileName = "offer.msgpack";
     internal const string JournalFileName = "journal.log";
     internal const string ManifestFileName = "manifest.msgpack";
+    internal const string UpstreamFileName = "upstream";
 
     private readonly ChunkStore _store;
     private readonly SnapshotOfferMessage _offer;
@@ -30,10 +30,11 @@ public sealed partial class SnapshotAssembly
     // Loaded from disk rather than created: absent places may hold bytes of un-journaled writes.
     private bool _mayHoldUnjournaledBytes;
 
-    private SnapshotAssembly(ChunkStore store, int ordinal, string directory, SnapshotOfferMessage offer,
+    private SnapshotAssembly(ChunkStore store, int ordinal, string directory, SnapshotOfferMessage offer, string upstream,
         StoredObject[] objects, SafeFileHandle journal, long journalLength)
     {
         _store = store;
+        Upstream = upstream;
         Ordinal = ordinal;
         DirectoryPath = directory;
         _offer = offer;
@@ -54,6 +55,13 @@ public sealed partial class SnapshotAssembly
     public DateTime CreatedUtc => _offer.CreatedUtc;
 
     public string Origin => _offer.Origin;
+
+    /// <summary>
+    /// Who this snapshot was received from, as the user named it (see <see cref="ChunkStore.UpstreamName"/>);
+    /// empty when unknown (created by a library caller, or by a build before this was recorded).
+    /// Decides which peers may learn its chunk hashes: see <see cref="ChunkStore.GetInventory(string)"/>.
+    /// </summary>
+    public string Upstream { get; }
 
     /// <summary>
     /// True once the manifest is written (root hashes matched) and every chunk is present: a manifest
@@ -142,39 +150,6 @@ public sealed partial class SnapshotAssembly
         JournalDamage = JournalDamage,
     };
 
-    /// <summary>Rejects offers the store cannot lay out (the id becomes a directory name).</summary>
-    internal static void ValidateOffer(SnapshotOfferMessage offer)
-    {
-        if (!WireLimits.IsValidId(offer.SnapshotId))
-        {
-            throw new InvalidDataException($"Snapshot id '{offer.SnapshotId}' is not usable as a directory name (1-{WireLimits.MaxSnapshotIdLength} of letters, digits, '_', '-').");
-        }
-        if (offer.HashAlgorithm != HashAlgorithms.Blake3)
-        {
-            throw new InvalidDataException($"Snapshot {offer.SnapshotId}: hash algorithm '{offer.HashAlgorithm}' is not supported.");
-        }
-        if (offer.Objects.Count > WireLimits.MaxObjects)
-        {
-            throw new InvalidDataException($"Snapshot {offer.SnapshotId}: {offer.Objects.Count} objects exceed the limit of {WireLimits.MaxObjects}.");
-        }
-        var ids = new HashSet<int>();
-        foreach (var o in offer.Objects)
-        {
-            if (o.Id < 0 || !ids.Add(o.Id))
-            {
-                throw new InvalidDataException($"Snapshot {offer.SnapshotId}: object id {o.Id} is negative or repeated.");
-            }
-            if (o.Size < 0 || !WireLimits.IsValidChunkSize(o.ChunkSize))
-            {
-                throw new InvalidDataException($"Snapshot {offer.SnapshotId}: object {o.Id} has size {o.Size} / chunk size {o.ChunkSize}; chunk size must be a multiple of 4096 up to 4 MiB.");
-            }
-            if (ChunkMath.ChunkCount(o.Size, o.ChunkSize) > ChunkLocation.MaxChunks)
-            {
-                throw new InvalidDataException($"Snapshot {offer.SnapshotId}: object {o.Id} has more than {ChunkLocation.MaxChunks} chunks.");
-            }
-        }
-    }
-
     internal void EnsureSameObjects(SnapshotOfferMessage offer)
     {
         var mine = _offer.Objects;
@@ -195,11 +170,11 @@ public sealed partial class SnapshotAssembly
     }
 
     /// <summary>
-    /// Creates the snapshot directory. Ordering: object files and an empty journal first, the offer
+    /// Creates the snapshot directory. Ordering: object files, an empty journal and the upstream first, the offer
     /// last (atomically), then the parent directory is synced. A crash before the offer is durable
     /// leaves a directory without one, which <see cref="ChunkStore"/> removes on open.
     /// </summary>
-    internal static SnapshotAssembly Create(ChunkStore store, int ordinal, SnapshotOfferMessage offer)
+    internal static SnapshotAssembly Create(ChunkStore store, int ordinal, SnapshotOfferMessage offer, string upstream)
     {
         var directory = Path.Combine(store.SnapshotsDirectory, offer.SnapshotId);
         StoreIO.CreatePrivateDirectory(directory);
@@ -218,18 +193,33 @@ public sealed partial class SnapshotAssembly
             StoreIO.Write(journal, journalPath, header, 0);
             StoreIO.Sync(journal, journalPath);
 
+            StoreIO.WriteAtomically(Path.Combine(directory, UpstreamFileName), System.Text.Encoding.UTF8.GetBytes(upstream));
             var offerBytes = MessagePackSerializer.Serialize(offer, MessagePackDefaults.Options);
             StoreIO.WriteAtomically(Path.Combine(directory, OfferFileName), offerBytes);
             // Keep a private copy: the caller's message object may be reused or changed later.
             offer = MessagePackSerializer.Deserialize<SnapshotOfferMessage>(offerBytes, MessagePackDefaults.Options);
             StoreIO.SyncDirectory(store.SnapshotsDirectory);
-            return new SnapshotAssembly(store, ordinal, directory, offer, [.. objects], journal, JournalFormat.HeaderSize);
+            return new SnapshotAssembly(store, ordinal, directory, offer, upstream, [.. objects], journal, JournalFormat.HeaderSize);
         }
         catch
         {
             journal?.Dispose();
             objects.ForEach(o => o.Dispose());
+            // Only an accepted snapshot stays: no directory, sparse file or empty journal of a failed creation.
+            TryDeleteDirectory(directory);
             throw;
+        }
+    }
+
+    private static void TryDeleteDirectory(string directory)
+    {
+        try
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Without an offer file it is removed on the next open (see ChunkStore.Load).
         }
     }
 
@@ -246,7 +236,14 @@ public sealed partial class SnapshotAssembly
         {
             throw new InvalidDataException($"Chunk store: '{offerPath}' is not a readable snapshot offer.", ex);
         }
-        ValidateOffer(offer);
+        try
+        {
+            OfferRules.Validate(offer);
+        }
+        catch (ProtocolViolationException ex)
+        {
+            throw new InvalidDataException($"Chunk store: '{offerPath}' is not a valid snapshot offer: {ex.Message}", ex);
+        }
         if (Path.GetFileName(directory) != offer.SnapshotId)
         {
             throw new InvalidDataException($"Chunk store: '{offerPath}' names snapshot '{offer.SnapshotId}' but lives in '{directory}'.");
@@ -264,7 +261,10 @@ public sealed partial class SnapshotAssembly
             }
             var journalPath = Path.Combine(directory, JournalFileName);
             journal = store.IsReadOnly ? StoreIO.OpenReadOnly(journalPath) : StoreIO.OpenReadWrite(journalPath, FileMode.Open);
-            var assembly = new SnapshotAssembly(store, ordinal, directory, offer, [.. objects], journal, 0);
+            var upstreamPath = Path.Combine(directory, UpstreamFileName);
+            // Missing in stores written before upstreams were recorded: unknown, so shared with no named upstream.
+            var upstream = File.Exists(upstreamPath) ? File.ReadAllText(upstreamPath) : "";
+            var assembly = new SnapshotAssembly(store, ordinal, directory, offer, upstream, [.. objects], journal, 0);
             journal = null;
             var records = assembly.Replay();
             assembly._mayHoldUnjournaledBytes = true;

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using StreamClone.Shared;
 
 namespace StreamClone.Source.Live;
 
@@ -10,10 +11,10 @@ public sealed class QemuStreamReaderOptions
 {
     /// <summary>
     /// Cap on the buffered device region (FULL sections + EOF + vmdesc). [V] 76 KiB on a q35 test machine; devices
-    /// with large state (e.g. many virtio queues, TPM) stay in the MiB range. 64 MiB refuses a runaway stream
-    /// without ever limiting a real one.
+    /// with large state (e.g. many virtio queues, TPM) stay in the MiB range. The region travels in the
+    /// device-state object, so buffering more than <see cref="WireLimits.MaxDeviceStateBytes"/> could never be sent.
     /// </summary>
-    public long MaxDeviceRegionBytes { get; init; } = 64L << 20;
+    public long MaxDeviceRegionBytes { get; init; } = WireLimits.MaxDeviceStateBytes;
 
     /// <summary>
     /// Demand the vmdesc JSON after EOF. QEMU 7.2 sends it unless the machine sets suppress-vmdesc (only

@@ -9,17 +9,15 @@ namespace StreamClone.Tests.Integration.Infrastructure;
 
 /// <summary>
 /// A hand-made peer on one loopback connection: it writes frames with the real frame writer and
-/// reads them with the real frame reader, but sends whatever the test tells it to, in any order.
+/// reads them with the real frame reader, but sends whatever the test tells it to, in any order, so
+/// a test can play a peer that follows the framing exactly while lying in what the frames say.
 /// </summary>
-public sealed class RawFramePeer : IAsyncDisposable
+public sealed class RawFramePeer(Socket socket) : IAsyncDisposable, IDisposable
 {
-    private readonly Socket _socket;
     private readonly FrameWriter _writer = new();
     private readonly FrameReader _reader = new(TransportOptions.Default);
     private readonly ArrayBufferWriter<byte> _received = new();
     private int _consumed;
-
-    private RawFramePeer(Socket socket) => _socket = socket;
 
     public static async Task<RawFramePeer> ConnectAsync(IPEndPoint endPoint, CancellationToken ct)
     {
@@ -28,46 +26,80 @@ public sealed class RawFramePeer : IAsyncDisposable
         return new RawFramePeer(socket);
     }
 
-    public async Task SendAsync<T>(FrameType type, T header, CancellationToken ct)
+    public Task SendAsync<T>(FrameType type, T header, CancellationToken ct) => SendAsync(type, header, ReadOnlyMemory<byte>.Empty, ct);
+
+    public Task SendAsync<T>(FrameType type, T header, ReadOnlyMemory<byte> payload, CancellationToken ct) =>
+        SendFramesAsync((writer, output) =>
+        {
+            writer.Write(output, type, header, payload.Span);
+            return Task.CompletedTask;
+        }, ct);
+
+    /// <summary>Lets the test write any number of frames (or raw bytes) into one send.</summary>
+    public async Task SendFramesAsync(Func<FrameWriter, IBufferWriter<byte>, Task> write, CancellationToken ct)
     {
         var output = new ArrayBufferWriter<byte>();
-        _writer.Write(output, type, header, []);
-        await _socket.SendAsync(output.WrittenMemory, ct);
+        await write(_writer, output);
+        await socket.SendAsync(output.WrittenMemory, SocketFlags.None, ct);
     }
 
-    /// <summary>Reads frames until one of <paramref name="type"/> (returning its header) or until an Error frame, which is returned as the exception it stands for.</summary>
-    public async Task<T> ReceiveAsync<T>(FrameType type, CancellationToken ct)
+    /// <summary>The next whole frame (its header and payload copied out), or null when the peer closed or reset.</summary>
+    public async Task<Frame?> ReceiveAsync(CancellationToken ct)
     {
         while (true)
         {
-            var sequence = new ReadOnlySequence<byte>(_received.WrittenMemory[_consumed..]);
-            var before = sequence.Length;
-            while (_reader.TryRead(ref sequence, out var frame))
+            var buffer = new ReadOnlySequence<byte>(_received.WrittenMemory[_consumed..]);
+            if (_reader.TryRead(ref buffer, out var frame))
             {
-                _consumed += (int)(before - sequence.Length);
-                before = sequence.Length;
-                if (frame.Type == FrameType.Error)
-                {
-                    var error = frame.DecodeHeader<ErrorMessage>();
-                    throw new ProtocolViolationException(error.Code, error.Message);
-                }
-                if (frame.Type == type)
-                {
-                    return frame.DecodeHeader<T>();
-                }
+                var copy = new Frame(frame.Type, frame.Sequence, new ReadOnlySequence<byte>(frame.Header.ToArray()),
+                    new ReadOnlySequence<byte>(frame.Payload.ToArray()));
+                _consumed = _received.WrittenCount - (int)buffer.Length;
+                return copy;
             }
-            var read = await _socket.ReceiveAsync(_received.GetMemory(64 << 10), SocketFlags.None, ct);
+            int read;
+            try
+            {
+                read = await socket.ReceiveAsync(_received.GetMemory(64 << 10), SocketFlags.None, ct);
+            }
+            catch (SocketException)
+            {
+                // A reset after the peer's last frame ends the stream like a FIN does.
+                return null;
+            }
             if (read == 0)
             {
-                throw new EndOfStreamException($"the peer closed the connection before a {type} frame");
+                return null;
             }
             _received.Advance(read);
         }
     }
 
+    /// <summary>
+    /// Reads frames until one of <paramref name="type"/> (returning its header); an Error frame on the
+    /// way is thrown as the exception it stands for, a close as <see cref="EndOfStreamException"/>.
+    /// </summary>
+    public async Task<T> ReceiveAsync<T>(FrameType type, CancellationToken ct)
+    {
+        while (true)
+        {
+            var frame = await ReceiveAsync(ct) ?? throw new EndOfStreamException($"the peer closed the connection before a {type} frame");
+            if (frame.Type == FrameType.Error && type != FrameType.Error)
+            {
+                var error = frame.DecodeHeader<ErrorMessage>();
+                throw new ProtocolViolationException(error.Code, error.Message);
+            }
+            if (frame.Type == type)
+            {
+                return frame.DecodeHeader<T>();
+            }
+        }
+    }
+
+    public void Dispose() => socket.Dispose();
+
     public ValueTask DisposeAsync()
     {
-        _socket.Dispose();
+        socket.Dispose();
         return ValueTask.CompletedTask;
     }
 }

@@ -41,6 +41,9 @@ public sealed class StreamCloneProcess : IAsyncDisposable
 
     public string Stderr { get { lock (_stderr) { return _stderr.ToString(); } } }
 
+    /// <summary>The non-empty lines the child wrote to stderr.</summary>
+    public string[] StderrLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
     public string LastLine => Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
 
     public bool HasExited => _process.HasExited;

@@ -15,23 +15,23 @@ public sealed class ChunkStoreTests : IDisposable
     public void Put_then_read_round_trips_including_a_short_last_chunk()
     {
         const long size = (3 * Page) + 100;
-        var snapshot = _temp.Store.OpenSnapshot(Offer("s1", (7, size, Page)));
+        var snapshot = _temp.Store.OpenSnapshot(Offer("s1", (0, size, Page)));
         var expected = new byte[size];
         for (var i = 0; i < 4; i++)
         {
             var data = Data(i, ChunkMath.ChunkLength(size, Page, i));
-            snapshot.PutData(7, i, ChunkHash.Compute(data), data);
+            snapshot.PutData(0, i, ChunkHash.Compute(data), data);
             data.CopyTo(expected, i * Page);
         }
 
         Assert.Equal(4, snapshot.PresentChunks);
-        Assert.Equal(expected, ReadAll(snapshot, 7));
+        Assert.Equal(expected, ReadAll(snapshot, 0));
         var middle = new byte[Page];
-        Assert.Equal(Page, snapshot.Read(7, Page + 10, middle));
+        Assert.Equal(Page, snapshot.Read(0, Page + 10, middle));
         Assert.Equal(expected.AsSpan(Page + 10, Page).ToArray(), middle);
         // Reading past the end returns the remainder only.
-        Assert.Equal(50, snapshot.Read(7, size - 50, new byte[Page]));
-        Assert.Equal(size, new FileInfo(snapshot.GetObjectPath(7)).Length);
+        Assert.Equal(50, snapshot.Read(0, size - 50, new byte[Page]));
+        Assert.Equal(size, new FileInfo(snapshot.GetObjectPath(0)).Length);
     }
 
     [Fact]
@@ -138,13 +138,13 @@ public sealed class ChunkStoreTests : IDisposable
     [Fact]
     public void ChunkPresent_is_raised_once_per_new_placement()
     {
-        var snapshot = _temp.Store.OpenSnapshot(Offer("s1", (3, 2 * Page, Page)));
+        var snapshot = _temp.Store.OpenSnapshot(Offer("s1", (0, 2 * Page, Page)));
         var seen = new List<(int, long)>();
         snapshot.ChunkPresent += (o, i) => seen.Add((o, i));
-        Put(snapshot, 3, 1, 1);
-        Put(snapshot, 3, 1, 1);
-        snapshot.PutZero(3, 0);
-        Assert.Equal([(3, 1L), (3, 0L)], seen);
+        Put(snapshot, 0, 1, 1);
+        Put(snapshot, 0, 1, 1);
+        snapshot.PutZero(0, 0);
+        Assert.Equal([(0, 1L), (0, 0L)], seen);
     }
 
     [Fact]
@@ -186,7 +186,9 @@ public sealed class ChunkStoreTests : IDisposable
         Assert.Throws<InvalidDataException>(() => _temp.Store.OpenSnapshot(Offer("s1", (0, 9 * Page, Page))));
         Assert.Throws<InvalidDataException>(() => _temp.Store.OpenSnapshot(Offer("s1", (0, 8 * Page, Page), (1, Page, Page))));
         _temp.Reopen();
-        Assert.Throws<InvalidDataException>(() => _temp.Store.OpenSnapshot(Offer("s1", (1, 8 * Page, Page))));
+        Assert.Throws<InvalidDataException>(() => _temp.Store.OpenSnapshot(Offer("s1", (0, 8 * Page, 4 * Page))));
+        // Object ids are positions (batches name objects by position): another id is malformed.
+        Assert.Throws<ProtocolViolationException>(() => _temp.Store.OpenSnapshot(Offer("s1", (1, 8 * Page, Page))));
         Assert.Same(_temp.Store.OpenSnapshot(Offer("s1", (0, 8 * Page, Page))), _temp.Store.OpenSnapshot(Offer("s1", (0, 8 * Page, Page))));
     }
 
@@ -203,8 +205,12 @@ public sealed class ChunkStoreTests : IDisposable
     [InlineData("..")]
     [InlineData("a/b")]
     [InlineData(".hidden")]
-    public void Snapshot_ids_that_are_not_plain_names_are_refused(string id) =>
-        Assert.Throws<InvalidDataException>(() => _temp.Store.OpenSnapshot(Offer(id, (0, Page, Page))));
+    public void Snapshot_ids_that_are_not_plain_names_are_refused(string id)
+    {
+        Assert.Equal(ProtocolError.MalformedHeader,
+            Assert.Throws<ProtocolViolationException>(() => _temp.Store.OpenSnapshot(Offer(id, (0, Page, Page)))).Code);
+        Assert.Empty(Directory.GetFileSystemEntries(_temp.Store.SnapshotsDirectory));
+    }
 
     [Fact]
     public async Task Known_chunks_are_copied_across_snapshots_and_within_one()
@@ -221,14 +227,14 @@ public sealed class ChunkStoreTests : IDisposable
 
         // Across snapshots, also after a reopen (the index is rebuilt from the journals).
         var store = _temp.Reopen();
-        var b = store.OpenSnapshot(Offer("b", (5, 2 * Page, Page)));
-        Assert.True(b.TryPutKnown(5, 0, h2));
-        Assert.True(b.TryPutKnown(5, 1, h1));
-        Assert.True(b.TryPutKnown(5, 1, h1));
-        Assert.Equal([.. Data(2, Page), .. Data(1, Page)], ReadAll(b, 5));
+        var b = store.OpenSnapshot(Offer("b", (0, 2 * Page, Page)));
+        Assert.True(b.TryPutKnown(0, 0, h2));
+        Assert.True(b.TryPutKnown(0, 1, h1));
+        Assert.True(b.TryPutKnown(0, 1, h1));
+        Assert.Equal([.. Data(2, Page), .. Data(1, Page)], ReadAll(b, 0));
         // A present place claimed to hold other content is a conflict, not a miss.
         Assert.Equal(ProtocolError.BadChunkPlacement,
-            Assert.Throws<ProtocolViolationException>(() => b.TryPutKnown(5, 0, ChunkHash.Compute(Data(99, Page)))).Code);
+            Assert.Throws<ProtocolViolationException>(() => b.TryPutKnown(0, 0, ChunkHash.Compute(Data(99, Page)))).Code);
         Assert.Equal(2, store.GetInventory().Count);
     }
 
