@@ -69,7 +69,7 @@ public sealed class ManifestHashListTests : IDisposable
         {
             FormatVersion = 1,
             SnapshotId = "old",
-            Objects = [new ManifestObject { Id = 0, Size = 5 * Page, ChunkSize = Page, LegacyChunkHashes = blob, ChunkHashSegments = [] }],
+            Objects = [new ManifestObject { Id = 0, Name = "ram", Kind = ObjectKind.Memory, Size = 5 * Page, ChunkSize = Page, LegacyChunkHashes = blob, ChunkHashSegments = [] }],
         };
         using var stream = new MemoryStream();
         v1.SerializeTo(stream);
@@ -87,7 +87,7 @@ public sealed class ManifestHashListTests : IDisposable
         var bad = new SnapshotManifest
         {
             SnapshotId = "bad",
-            Objects = [new ManifestObject { Id = 0, Size = 5 * Page, ChunkSize = Page, ChunkHashSegments = [new byte[4 * ChunkHash.Size]] }],
+            Objects = [new ManifestObject { Id = 0, Name = "ram", Kind = ObjectKind.Memory, Size = 5 * Page, ChunkSize = Page, ChunkHashSegments = [new byte[4 * ChunkHash.Size]] }],
         };
         using var stream = new MemoryStream();
         bad.SerializeTo(stream);
