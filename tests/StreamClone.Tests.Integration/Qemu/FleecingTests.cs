@@ -1,0 +1,87 @@
+using System.Text;
+using System.Text.Json;
+using StreamClone.Shared.Qemu;
+using StreamClone.Tests.Integration.Infrastructure;
+
+namespace StreamClone.Tests.Integration.Qemu;
+
+/// <summary>
+/// Issue 6, finding 10: `source --qmp` leaves the VM as it was. A VM started from a plain `-drive` command line
+/// (automatic node names) is snapshotted twice while it runs; after each snapshot its block graph is what it was
+/// before and QEMU holds no file of ours, the guest's disk checks stay good throughout, its writes keep landing in
+/// its own image, and the second snapshot sends much less than the first (the sink keeps the first).
+/// </summary>
+[Collection(QemuCollection.Name)]
+public class FleecingTests(QemuFixture fixture)
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task A_plain_drive_VM_snapshotted_twice_keeps_its_block_graph_and_its_own_disk_and_the_second_snapshot_sends_what_changed()
+    {
+        using var dir = new TempDir();
+        var disk = dir.File("disk.raw");
+        File.Copy(fixture.Guest.DiskPath, disk);
+        var testQmp = dir.File("qmp.sock");
+        var sourceQmp = dir.File("source-qmp.sock");
+        await using var vm = PlainQemu.Start(fixture.Guest.KernelPath, fixture.Guest.InitrdPath, [$"file={disk},format=raw"], [testQmp, sourceQmp]);
+        await vm.TickAtLeastAsync(5, Ct);
+        await using var qmp = await QmpClient.ConnectAsync(testQmp, ct: Ct);
+        var before = await GraphAsync(qmp);
+        Assert.Contains(before, n => n.Contains("NodeName = #block", StringComparison.Ordinal));
+
+        var liveDir = dir.File("live");
+        var store = dir.File("store");
+        var first = await SnapshotAsync(dir, sourceQmp, store, ["--work-dir", liveDir]);
+        await AssertLeftAsItWasAsync(qmp, vm, before, liveDir);
+        var tickAfterFirst = vm.Ticks[^1].Tick;
+
+        await vm.TickAtLeastAsync(tickAfterFirst + 20, Ct);
+        // The default work dir this time: a fresh private temp dir, gone afterwards.
+        var second = await SnapshotAsync(dir, sourceQmp, store, []);
+        await AssertLeftAsItWasAsync(qmp, vm, before, "streamclone-live-");
+        TestContext.Current.SendDiagnosticMessage($"graph before and after each snapshot: {string.Join(", ", before)}; wire bytes: first {first}, second {second}");
+        Assert.True(second * 4 < first, $"second snapshot sent {second} bytes, the first {first}");
+
+        // The guest's own checks (it re-reads its disk file each tick) held throughout, ticks never skipped.
+        var last = await vm.TickAtLeastAsync(vm.Ticks[^1].Tick + 5, Ct);
+        var ticks = vm.Ticks;
+        Assert.All(ticks, t => Assert.True(t.Ok, t.ToString()));
+        Assert.All(ticks.Zip(ticks.Skip(1)), p => Assert.Equal(p.First.Tick + 1, p.Second.Tick));
+
+        // Its writes since the snapshots are in its own image: after a clean quit, disk.raw holds the record
+        // of a tick written after the second snapshot (each tick writes "tick=%020llu" and fdatasyncs).
+        await qmp.QuitAsync(TimeSpan.FromSeconds(30));
+        await vm.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        var record = Encoding.ASCII.GetBytes($"tick={last.Tick:D20}");
+        Assert.True((await File.ReadAllBytesAsync(disk, Ct)).AsSpan().IndexOf(record) >= 0,
+            $"the record of tick {last.Tick} (after both snapshots) is not in the VM's own disk image");
+    }
+
+    private static async Task<List<string>> GraphAsync(QmpClient qmp) =>
+        [.. (await BlockGraph.QueryNodesAsync(qmp, Ct)).Select(n => n.ToString())];
+
+    /// <summary>One `source --qmp` snapshot streamed to a sink into <paramref name="store"/>; returns the session's wire bytes.</summary>
+    private static async Task<long> SnapshotAsync(TempDir dir, string sourceQmp, string store, string[] extra)
+    {
+        var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, ["--qmp", sourceQmp, "--sessions", "1", .. extra]);
+        await using var _ = source;
+        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json");
+        Assert.True(await sink.WaitAsync(TimeSpan.FromMinutes(5)) == 0, $"sink:\n{sink.Stderr}\nsource:\n{source.Stderr}");
+        Assert.True(await source.WaitAsync(TimeSpan.FromMinutes(1)) == 0, source.Stderr);
+        using var report = JsonDocument.Parse(source.LastLine);
+        var session = Assert.Single(report.RootElement.GetProperty("sessions").EnumerateArray());
+        Assert.True(session.GetProperty("completed").GetBoolean(), session.ToString());
+        return session.GetProperty("wire_bytes").GetInt64();
+    }
+
+    /// <summary>The block graph equals <paramref name="before"/>, no job or export is left, and QEMU holds no file or socket of ours.</summary>
+    private static async Task AssertLeftAsItWasAsync(QmpClient qmp, PlainQemu vm, List<string> before, string ourPathPart)
+    {
+        Assert.Equal(before, await GraphAsync(qmp));
+        Assert.Empty((await qmp.ExecuteAsync("query-block-jobs", null, Ct)).EnumerateArray());
+        Assert.Empty((await qmp.ExecuteAsync("query-block-exports", null, Ct)).EnumerateArray());
+        var ours = vm.OpenFiles().Where(f => f.Contains(ourPathPart, StringComparison.Ordinal) || f.Contains("scfl-", StringComparison.Ordinal)).ToList();
+        Assert.True(ours.Count == 0, $"QEMU still holds: {string.Join(", ", ours)}");
+    }
+}
