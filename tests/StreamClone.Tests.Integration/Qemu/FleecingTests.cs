@@ -1,6 +1,9 @@
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Shared.Model;
 using StreamClone.Shared.Qemu;
+using StreamClone.Sink.Store;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;
@@ -12,6 +15,7 @@ namespace StreamClone.Tests.Integration.Qemu;
 /// its own image, and the second snapshot sends much less than the first (the sink keeps the first).
 /// </summary>
 [Collection(QemuCollection.Name)]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
 public class FleecingTests(QemuFixture fixture)
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -56,6 +60,74 @@ public class FleecingTests(QemuFixture fixture)
         var record = Encoding.ASCII.GetBytes($"tick={last.Tick:D20}");
         Assert.True((await File.ReadAllBytesAsync(disk, Ct)).AsSpan().IndexOf(record) >= 0,
             $"the record of tick {last.Tick} (after both snapshots) is not in the VM's own disk image");
+    }
+
+    [Fact]
+    public async Task A_VM_with_a_raw_and_a_qcow2_disk_is_snapshotted_whole_and_keeps_its_block_graph()
+    {
+        using var dir = new TempDir();
+        var disk = dir.File("disk.raw");
+        File.Copy(fixture.Guest.DiskPath, disk);
+        // A second disk in qcow2 the guest does not touch: its first MiB is 0x5a, the rest never written.
+        var extra = dir.File("extra.qcow2");
+        await RunAsync("qemu-img", "create", "-q", "-f", "qcow2", extra, "16M");
+        await RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", extra);
+        var testQmp = dir.File("qmp.sock");
+        var sourceQmp = dir.File("source-qmp.sock");
+        await using var vm = PlainQemu.Start(fixture.Guest.KernelPath, fixture.Guest.InitrdPath, [$"file={disk},format=raw", $"file={extra},format=qcow2"], [testQmp, sourceQmp]);
+        await vm.TickAtLeastAsync(5, Ct);
+        await using var qmp = await QmpClient.ConnectAsync(testQmp, ct: Ct);
+        var before = await GraphAsync(qmp);
+
+        var store = dir.File("store");
+        await SnapshotAsync(dir, sourceQmp, store, ["--work-dir", dir.File("live")]);
+        await AssertLeftAsItWasAsync(qmp, vm, before, dir.File("live"));
+
+        using var chunks = ChunkStore.Open(store, NullLogger.Instance);
+        var snapshot = chunks.GetSnapshot(Assert.Single(chunks.ListSnapshots()).SnapshotId)!;
+        Assert.True(snapshot.IsComplete);
+        var disks = snapshot.Objects.Where(o => o.Kind == ObjectKind.Disk).ToList();
+        Assert.Equal(["disk.raw", "extra.qcow2"], disks.Select(d => d.Name));
+        var second = disks[1];
+        Assert.Equal(16L << 20, second.Size);
+        // The guest's view of the qcow2 disk, not its file: the pattern, then zeros.
+        var content = new byte[second.Size];
+        snapshot.Read(second.Id, 0, content);
+        Assert.True(content.AsSpan(0, 1 << 20).IndexOfAnyExcept((byte)0x5a) < 0, "the written MiB differs");
+        Assert.True(content.AsSpan(1 << 20).IndexOfAnyExcept((byte)0) < 0, "the unwritten rest is not zero");
+        var last = await vm.TickAtLeastAsync(vm.Ticks[^1].Tick + 3, Ct);
+        Assert.All(vm.Ticks, t => Assert.True(t.Ok, t.ToString()));
+        TestContext.Current.SendDiagnosticMessage($"two disks, graph before and after: {string.Join(", ", before)}; last tick {last}");
+    }
+
+    private static async Task RunAsync(string program, params string[] args)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+        using var process = System.Diagnostics.Process.Start(info)!;
+        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
+        await process.WaitForExitAsync(Ct);
+        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', args)}: {await stderr}");
+    }
+
+    /// <summary>Finding 8: a given work dir that others can write is refused before the VM is touched, in one line.</summary>
+    [Fact]
+    public async Task A_world_writable_work_dir_is_refused_with_one_line_before_the_VM_is_touched()
+    {
+        using var dir = new TempDir();
+        var qmpPath = dir.File("qmp.sock");
+        // Never connected to: the refusal comes first.
+        await File.WriteAllTextAsync(qmpPath, "", Ct);
+        var work = dir.File("open");
+        Directory.CreateDirectory(work);
+        File.SetUnixFileMode(work, (UnixFileMode)0b111_111_111);
+        await using var source = StreamCloneProcess.Start("source", "--qmp", qmpPath, "--work-dir", work, "--listen", "127.0.0.1:0");
+        Assert.Equal(1, await source.WaitAsync(TimeSpan.FromSeconds(60)));
+        var lines = source.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Assert.Equal($"streamclone: work dir {work} is writable by group or others (mode 777): refusing it; chmod 700 it or give another", Assert.Single(lines));
     }
 
     private static async Task<List<string>> GraphAsync(QmpClient qmp) =>
