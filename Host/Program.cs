@@ -25,7 +25,10 @@ root.Subcommands.Add(RestoreCommand.Create());
 // and exit code 1; the details are already in the log. Anything else keeps its stack trace.
 try
 {
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    // Ctrl+C / SIGTERM cancel the command and wait this long for it to clean up before the process is ended: a live
+    // source must remove its disk views from the VM (QMP round trips, a few ms each, but QEMU may be slow under load);
+    // the default 2 s ended the process before that ran.
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
 }
 catch (Exception ex) when (ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
     or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException

@@ -63,7 +63,7 @@ public class FleecingTests(QemuFixture fixture)
     }
 
     [Fact]
-    public async Task A_VM_with_a_raw_and_a_qcow2_disk_is_snapshotted_whole_and_keeps_its_block_graph()
+    public async Task A_VM_with_a_raw_and_a_qcow2_disk_is_snapshotted_whole_and_keeps_its_block_graph_when_the_source_is_interrupted()
     {
         using var dir = new TempDir();
         var disk = dir.File("disk.raw");
@@ -79,9 +79,21 @@ public class FleecingTests(QemuFixture fixture)
         await using var qmp = await QmpClient.ConnectAsync(testQmp, ct: Ct);
         var before = await GraphAsync(qmp);
 
+        // Served until Ctrl+C this time (no --sessions): the views go when the source is interrupted.
         var store = dir.File("store");
-        await SnapshotAsync(dir, sourceQmp, store, ["--work-dir", dir.File("live")]);
+        var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--qmp", sourceQmp, "--work-dir", dir.File("live"));
+        await using (source)
+        {
+            await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json");
+            Assert.True(await sink.WaitAsync(TimeSpan.FromMinutes(5)) == 0, $"sink:\n{sink.Stderr}\nsource:\n{source.Stderr}");
+            Assert.False(source.HasExited, source.Stderr);
+            await RunAsync("kill", "-INT", source.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            var exit = await source.WaitAsync(TimeSpan.FromSeconds(60));
+            TestContext.Current.SendDiagnosticMessage($"source interrupted: exit {exit}");
+            Assert.DoesNotContain(" at StreamClone.", source.Stderr, StringComparison.Ordinal);
+        }
         await AssertLeftAsItWasAsync(qmp, vm, before, dir.File("live"));
+        Assert.False(Directory.Exists(dir.File("live")), "the work dir the source created is removed when it exits");
 
         using var chunks = ChunkStore.Open(store, NullLogger.Instance);
         var snapshot = chunks.GetSnapshot(Assert.Single(chunks.ListSnapshots()).SnapshotId)!;
