@@ -60,7 +60,10 @@ public sealed class DiskFleece
         {
             // Unpredictable per snapshot: names of ours never collide with the VM's or with an earlier snapshot's
             // leftovers, and a name starting with '#' (QEMU's own) is never made (QEMU refuses those).
-            var tag = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+            // The process id in every name lets a later source tell the views of a source that was killed (no cleanup
+            // ran) from those of one that still serves them.
+            var tag = $"{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}";
+            await fleece.RemoveLeftoversAsync(ct);
             var disks = await FindDisksAsync(qmp, ct);
             CheckRoomForScratch(workDir, disks, qmp.Path);
             for (var i = 0; i < disks.Count; i++)
@@ -207,7 +210,7 @@ public sealed class DiskFleece
         }
         if (_jobsStarted)
         {
-            foreach (var disk in _added)
+            foreach (var disk in _added.Where(d => d.JobId.Length > 0))
             {
                 await TryAsync($"block-job-cancel {disk.JobId}", () => CancelJobAsync(disk.JobId, ct));
             }
@@ -216,7 +219,7 @@ public sealed class DiskFleece
         {
             await TryAsync($"blockdev-del {disk.ScratchNode}", () => _qmp.ExecuteAsync("blockdev-del", new JsonObject { ["node-name"] = disk.ScratchNode }, ct));
         }
-        foreach (var disk in _added)
+        foreach (var disk in _added.Where(d => d.ScratchFile.Length > 0))
         {
             // Even when QEMU is gone: the file is ours and holds the VM's old disk blocks.
             try
@@ -228,7 +231,7 @@ public sealed class DiskFleece
                 failures.Add($"delete {disk.ScratchFile}: {ex.Message}");
             }
         }
-        if (_serverStarted)
+        if (_serverStarted && SocketPath.Length > 0)
         {
             File.Delete(SocketPath);
         }
@@ -237,6 +240,56 @@ public sealed class DiskFleece
             throw new InvalidOperationException($"removing the disk snapshot view from the VM behind {_qmp.Path}: {string.Join("; ", failures)}");
         }
     }
+
+    private const string Prefix = "scfl-";
+    private const string JobPrefix = "scfl-job-";
+
+    /// <summary>
+    /// Removes the views a killed source left on this VM (SIGKILL runs no cleanup): its exports, the NBD server it
+    /// started, its backup jobs (and with them the copy-before-write filters), its scratch nodes and files. Only views
+    /// whose source process is gone are touched (names carry the pid: "scfl-PID-…"); another live source's views stay.
+    /// </summary>
+    private async Task RemoveLeftoversAsync(CancellationToken ct)
+    {
+        static bool Orphaned(string? name, string prefix)
+        {
+            if (name is null || !name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return false;
+            }
+            var rest = name[prefix.Length..];
+            var dash = rest.IndexOf('-', StringComparison.Ordinal);
+            return dash > 0 && int.TryParse(rest.AsSpan(0, dash), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var pid)
+                && pid != Environment.ProcessId && !ProcessRuns(pid);
+        }
+
+        var exports = (await _qmp.ExecuteAsync("query-block-exports", null, ct)).EnumerateArray().Select(e => e.GetProperty("id").GetString()).ToList();
+        var jobs = (await _qmp.ExecuteAsync("query-block-jobs", null, ct)).EnumerateArray().Select(j => j.GetProperty("device").GetString()).ToList();
+        var nodes = await BlockGraph.QueryNodesAsync(_qmp, ct);
+        var orphanNodes = nodes.Where(n => Orphaned(n.NodeName, Prefix) && !n.NodeName.StartsWith(JobPrefix, StringComparison.Ordinal)).ToList();
+        var orphanExports = exports.Where(e => Orphaned(e, Prefix)).ToList();
+        var orphanJobs = jobs.Where(j => Orphaned(j, JobPrefix)).ToList();
+        if (orphanNodes.Count + orphanExports.Count + orphanJobs.Count == 0)
+        {
+            return;
+        }
+        // Adopted as if they were ours: the teardown order applies unchanged.
+        var leftovers = new DiskFleece(_qmp, "") { _jobsStarted = true };
+        leftovers._exported.AddRange(orphanExports!);
+        // The NBD server is stopped only when every export on it was a dead source's (one server per QEMU).
+        leftovers._serverStarted = orphanExports.Count > 0 && orphanExports.Count == exports.Count;
+        foreach (var node in orphanNodes)
+        {
+            var job = JobPrefix + node.NodeName[Prefix.Length..];
+            // The scratch node's own file name is a json: description (its backing is given by reference); the
+            // protocol node under it names the file.
+            var file = nodes.FirstOrDefault(n => n.Driver == "file" && Path.GetFileName(n.File) == node.NodeName + ".qcow2")?.File ?? "";
+            leftovers._added.Add(new FleecedDisk("", "", "", "", 0, node.NodeName, file, orphanJobs.Contains(job) ? job : "", ""));
+        }
+        await leftovers.TeardownAsync();
+    }
+
+    private static bool ProcessRuns(int pid) => Directory.Exists($"/proc/{pid}");
 
     /// <summary>Cancels a backup job and waits until QEMU dismissed it (JOB_STATUS_CHANGE null: its filter is out of the graph).</summary>
     private async Task CancelJobAsync(string jobId, CancellationToken ct)

@@ -112,6 +112,36 @@ public class FleecingTests(QemuFixture fixture)
         TestContext.Current.SendDiagnosticMessage($"two disks, graph before and after: {string.Join(", ", before)}; last tick {last}");
     }
 
+    [Fact]
+    public async Task The_views_a_killed_source_left_are_removed_by_the_next_snapshot_of_the_VM()
+    {
+        using var dir = new TempDir();
+        var disk = dir.File("disk.raw");
+        File.Copy(fixture.Guest.DiskPath, disk);
+        var testQmp = dir.File("qmp.sock");
+        var sourceQmp = dir.File("source-qmp.sock");
+        await using var vm = PlainQemu.Start(fixture.Guest.KernelPath, fixture.Guest.InitrdPath, [$"file={disk},format=raw"], [testQmp, sourceQmp]);
+        await vm.TickAtLeastAsync(5, Ct);
+        await using var qmp = await QmpClient.ConnectAsync(testQmp, ct: Ct);
+        var before = await GraphAsync(qmp);
+
+        // SIGKILL runs no cleanup: the filter, the scratch node and file, the export and the NBD server stay behind.
+        var (killed, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--qmp", sourceQmp, "--work-dir", dir.File("killed"));
+        await using (killed)
+        {
+            await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--json");
+            Assert.True(await sink.WaitAsync(TimeSpan.FromMinutes(5)) == 0, $"sink:\n{sink.Stderr}\nsource:\n{killed.Stderr}");
+            killed.Kill();
+        }
+        Assert.NotEqual(before, await GraphAsync(qmp));
+        Assert.NotEmpty(Directory.GetFiles(dir.File("killed"), "scfl-*.qcow2"));
+
+        await SnapshotAsync(dir, sourceQmp, dir.File("store"), ["--work-dir", dir.File("live")]);
+        await AssertLeftAsItWasAsync(qmp, vm, before, dir.File("killed"));
+        Assert.Empty(Directory.GetFiles(dir.File("killed"), "scfl-*.qcow2"));
+        Assert.All(vm.Ticks, t => Assert.True(t.Ok, t.ToString()));
+    }
+
     private static async Task RunAsync(string program, params string[] args)
     {
         var info = new System.Diagnostics.ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
