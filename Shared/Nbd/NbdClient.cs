@@ -81,7 +81,14 @@ public sealed partial class NbdClient : IAsyncDisposable
     /// <summary>Sends NBD_CMD_DISC (when the connection is still in step) and closes it. Never throws.</summary>
     public async ValueTask DisposeAsync()
     {
-        await _gate.WaitAsync();
+        // A request stuck on a server that stopped answering holds the gate: closing the socket ends it.
+        if (!await _gate.WaitAsync(TimeSpan.FromSeconds(5)))
+        {
+            _broken = true;
+            _disposed = true;
+            Close();
+            return;
+        }
         try
         {
             if (_disposed)
