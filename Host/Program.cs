@@ -27,7 +27,10 @@ root.Subcommands.Add(RestoreCommand.Create());
 // Parallel stages that fail together surface as (nested) AggregateExceptions: the first cause is the reason.
 try
 {
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    // Ctrl+C / SIGTERM cancel the command and wait this long for it to clean up before the process is ended: a live
+    // source must remove its disk views from the VM (QMP round trips, a few ms each, but QEMU may be slow under load);
+    // the default 2 s ended the process before that ran.
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
 }
 catch (Exception caught)
 {

@@ -22,7 +22,7 @@ internal static class SourceCommand
             AllowMultipleArgumentsPerToken = true,
         };
         var qmpSocket = new Option<string?>("--qmp") { Description = "Snapshot the running VM behind this QMP socket (disks and memory, copy-on-write) and offer that instead of images." };
-        var workDir = new Option<string?>("--work-dir") { Description = "With --qmp: where disk overlays and the RAM pages go (default: a new temp dir)." };
+        var workDir = new Option<string?>("--work-dir") { Description = "With --qmp: where the RAM pages, the disks' scratch images and QEMU's sockets go; must be ours and not group/world-writable (default: a new private temp dir)." };
         var listen = new Option<string>("--listen") { Description = "Address to listen on.", DefaultValueFactory = _ => "127.0.0.1:7070" };
         var portFile = new Option<string?>("--port-file") { Description = "Write the bound port here once listening (for --listen HOST:0)." };
         var chunkSize = new Option<int>("--chunk-size") { Description = "Bytes per chunk (multiple of 4096): the unit of hashing, dedup and demand.", DefaultValueFactory = _ => 4096 };
@@ -57,9 +57,11 @@ internal static class SourceCommand
                 // connect(2) says "Cannot assign requested address" for a missing path: name the real problem.
                 throw new FileNotFoundException($"QMP socket {socketPath} does not exist (start QEMU with -qmp unix:{socketPath},server=on,wait=off)", socketPath);
             }
+            using var liveDir = result.GetValue(qmpSocket) is null ? null
+                : result.GetValue(workDir) is { } given ? LiveWorkDirectory.Claim(given) : LiveWorkDirectory.CreateDefault();
             await using var qmp = result.GetValue(qmpSocket) is { } qmpPath ? await QmpClient.ConnectAsync(qmpPath, null, logger, ct) : null;
             await using var live = qmp is null ? null
-                : await LiveVmSnapshot.StartAsync(qmp, result.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-live-{id}"), options.ChunkSize, id, logger, ct);
+                : await LiveVmSnapshot.StartAsync(qmp, liveDir!.Path, options.ChunkSize, id, logger, ct);
             var imageSpecs = result.GetValue(images) ?? [];
             if (live is null && imageSpecs.Length == 0)
             {

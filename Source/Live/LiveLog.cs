@@ -11,6 +11,9 @@ internal static partial class LiveLog
     [LoggerMessage(1102, LogLevel.Error, "{Message}")]
     public static partial void SnapshotFailed(ILogger logger, string message);
 
-    [LoggerMessage(1103, LogLevel.Warning, "After the failed snapshot the VM could not be fully recovered (resumed, overlays folded back): {Message}")]
+    [LoggerMessage(1103, LogLevel.Warning, "After the failed snapshot the VM could not be fully recovered (migration ended, resumed): {Message}")]
     public static partial void RecoveryFailed(ILogger logger, string message);
+
+    [LoggerMessage(1104, LogLevel.Warning, "The disk snapshot view could not be fully removed from the VM (its own disks are untouched): {Message}")]
+    public static partial void TeardownFailed(ILogger logger, string message);
 }

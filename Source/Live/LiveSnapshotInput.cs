@@ -11,8 +11,9 @@ namespace StreamClone.Source.Live;
 
 /// <summary>
 /// A live VM's snapshot as it arrives: RAM pages land at their place in each RAM block (parsed from
-/// QEMU's background-snapshot migration stream by <see cref="QemuStreamReader"/>), the frozen disk
-/// bases are read as they are, and the device state becomes one object at the end. Readers (the
+/// QEMU's background-snapshot migration stream by <see cref="QemuStreamReader"/>), the disks are read
+/// at the snapshot instant through QEMU's NBD export of their fleecing view (<see cref="FleecedDiskReader"/>),
+/// and the device state becomes one object at the end. Readers (the
 /// bulk pass, demand requests) wait for pages that have not arrived yet, so sinks are served while
 /// the migration is still running. Pages are kept in a memory-mapped file per RAM block so later
 /// sinks and demand requests can read any page: the stream itself is never written anywhere. The files
@@ -23,22 +24,21 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
     private readonly string _workDir;
     private readonly int _chunkSize;
     private readonly string _snapshotId;
-    private readonly IReadOnlyList<string> _diskBases;
+    private readonly IReadOnlyList<FleecedDiskReader> _disks;
     private readonly TaskCompletionSource<SnapshotOfferMessage> _offer = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private RamBlock[] _blocks = [];
-    private Inputs.ImageFileInput? _disks;
     private byte[]? _deviceState;
 
     /// <param name="workDir">Where the RAM block files go (allocated up front; removed on dispose).</param>
-    /// <param name="diskBases">Frozen raw disk bases, offered after the RAM blocks.</param>
+    /// <param name="disks">The VM's disks at the snapshot instant, offered after the RAM blocks (owned: disposed with this input).</param>
     /// <param name="chunkSize">Bytes per chunk.</param>
     /// <param name="snapshotId">The snapshot's id.</param>
-    public LiveSnapshotInput(string workDir, IReadOnlyList<string> diskBases, int chunkSize, string snapshotId)
+    public LiveSnapshotInput(string workDir, IReadOnlyList<FleecedDiskReader> disks, int chunkSize, string snapshotId)
     {
         ChunkMath.ValidateChunkSize(chunkSize);
         _workDir = workDir;
-        _diskBases = diskBases;
+        _disks = disks;
         _chunkSize = chunkSize;
         _snapshotId = snapshotId;
         Directory.CreateDirectory(workDir);
@@ -66,6 +66,10 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
             block.Fail(error);
         }
         _deviceStateArrived.TrySetException(error);
+        foreach (var disk in _disks)
+        {
+            disk.Fail(error);
+        }
     }
 
     /// <summary>
@@ -115,8 +119,7 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         {
             offer.Objects.Add(new ObjectInfo { Id = offer.Objects.Count, Name = block.Name, Kind = ObjectKind.Memory, Size = block.UsedLength, ChunkSize = _chunkSize });
         }
-        _disks = ImageFileInput.Open([.. _diskBases.Select(p => (p, ObjectKind.Disk))], _chunkSize, _snapshotId);
-        foreach (var disk in _disks.Offer.Objects)
+        foreach (var disk in _disks)
         {
             offer.Objects.Add(new ObjectInfo { Id = offer.Objects.Count, Name = disk.Name, Kind = ObjectKind.Disk, Size = disk.Size, ChunkSize = _chunkSize });
         }
@@ -166,10 +169,9 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         {
             return await _blocks[objectId].ReadAsync(offset, destination, ct);
         }
-        var diskCount = _disks!.Offer.Objects.Count;
-        if (objectId < _blocks.Length + diskCount)
+        if (objectId < _blocks.Length + _disks.Count)
         {
-            return await _disks.ReadAsync(objectId - _blocks.Length, offset, destination, ct);
+            return await _disks[objectId - _blocks.Length].ReadAsync(offset, destination, ct);
         }
         await _deviceStateArrived.Task.WaitAsync(ct);
         var length = (int)Math.Min(destination.Length, DeviceStateObject.Capacity - offset);
@@ -190,9 +192,9 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
         {
             block.Dispose();
         }
-        if (_disks is not null)
+        foreach (var disk in _disks)
         {
-            await _disks.DisposeAsync();
+            await disk.DisposeAsync();
         }
         try
         {

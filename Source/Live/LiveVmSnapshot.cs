@@ -9,73 +9,93 @@ namespace StreamClone.Source.Live;
 /// <summary>
 /// A copy-on-write snapshot of a running QEMU VM, taken over QMP and streamed as it is taken:
 /// <code>
-/// stop → freeze every writable disk (transaction of blockdev-snapshot-sync: the base stops changing,
-/// the VM continues on a new qcow2 overlay) → migrate with background-snapshot into our Unix socket
-/// (QEMU saves device state, write-protects RAM and restarts the VM by itself) → the stream is
-/// parsed as it arrives: pages land in <see cref="LiveSnapshotInput"/>, the device region at the end.
+/// prepare a fleecing view of every writable disk (scratch nodes, VM untouched) → stop → one transaction
+/// starts the views (copy-before-write filters; the VM keeps its own disk chain) → migrate with
+/// background-snapshot into our Unix socket (QEMU saves device state, write-protects RAM and restarts the
+/// VM by itself) → the stream is parsed as it arrives: pages land in <see cref="LiveSnapshotInput"/>, the
+/// device region at the end; the disks are read through QEMU's NBD export of the views.
 /// </code>
 /// The stop makes disk and memory one instant; the guest is paused only from the stop until the
-/// snapshot's own restart (<see cref="GuestPause"/>), while RAM streams with the guest running.
+/// snapshot's own restart (<see cref="GuestPause"/>), while RAM streams with the guest running. The disk
+/// views live until this object is disposed (the source exits: no sink can ask for a block any more) and
+/// are then removed, leaving the VM's block graph as it was.
 /// </summary>
 public sealed class LiveVmSnapshot : IAsyncDisposable
 {
     private readonly QmpClient _qmp;
     private readonly Socket _listener;
+    private readonly string _socketPath;
     private readonly CancellationTokenSource _abort;
+    private readonly DiskFleece _fleece;
+    private readonly ILogger _logger;
 
-    private LiveVmSnapshot(QmpClient qmp, Socket listener, CancellationTokenSource abort, LiveSnapshotInput input, IReadOnlyList<FrozenDisk> disks, Task<MigrationInfo> completion, TimeSpan pause)
+    private LiveVmSnapshot(QmpClient qmp, Socket listener, string socketPath, CancellationTokenSource abort, LiveSnapshotInput input, DiskFleece fleece,
+        Task<MigrationInfo> completion, TimeSpan pause, ILogger logger)
     {
         _qmp = qmp;
         _listener = listener;
+        _socketPath = socketPath;
         _abort = abort;
+        _fleece = fleece;
+        _logger = logger;
         Input = input;
-        Disks = disks;
         Completion = completion;
         GuestPause = pause;
     }
 
     public LiveSnapshotInput Input { get; }
 
-    public IReadOnlyList<FrozenDisk> Disks { get; }
+    /// <summary>The VM's disks under the snapshot's view.</summary>
+    public IReadOnlyList<FleecedDisk> Disks => _fleece.Disks;
 
     /// <summary>
     /// Completes with QEMU's migration statistics (its reported downtime among them) once every page and the
-    /// device state are in and QEMU reported the migration completed. Faults with a <see cref="LiveSnapshotException"/>
-    /// otherwise — after the input failed (no reader waits for ever, the snapshot is never complete), the VM was
-    /// resumed if it ran before, and the disk overlays were folded back.
+    /// device state are in, QEMU reported the migration completed and the disks are readable. Faults with a
+    /// <see cref="LiveSnapshotException"/> otherwise — after the input failed (no reader waits for ever, the
+    /// snapshot is never complete), the VM was resumed if it ran before, and the disk views were removed.
     /// </summary>
     public Task<MigrationInfo> Completion { get; }
 
     /// <summary>From our <c>stop</c> until QMP answered the <c>migrate</c> that restarts the guest (an upper bound seen from outside).</summary>
     public TimeSpan GuestPause { get; }
 
+    /// <summary>Takes the snapshot (the pause happens here) and returns while RAM and disks stream. The work dir must
+    /// exist, be ours and mode 0700 (<see cref="LiveWorkDirectory"/>): the migration and NBD sockets, the RAM pages and
+    /// the disks' scratch images go there.</summary>
     public static async Task<LiveVmSnapshot> StartAsync(QmpClient qmp, string workDir, int chunkSize, string snapshotId, ILogger logger, CancellationToken ct)
     {
-        Directory.CreateDirectory(workDir);
-        var disks = await FindWritableDisksAsync(qmp, ct);
         var socketPath = Path.Combine(workDir, "migration.sock");
         File.Delete(socketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(socketPath));
         listener.Listen(1);
         var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        DiskFleece? fleece = null;
         try
         {
             await CheckRoomForRamAsync(qmp, workDir, ct);
             await qmp.SetOnlyMigrationCapabilitiesAsync(["background-snapshot", "events"], ct);
             var status = (await qmp.ExecuteAsync("query-status", null, ct)).GetProperty("status").GetString();
+            try
+            {
+                fleece = await DiskFleece.PrepareAsync(qmp, workDir, ct);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or QmpException or IOException)
+            {
+                throw new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} not started, the VM goes on as before: {ex.Message}", ex);
+            }
+            var readers = fleece.Disks.Select(d => new FleecedDiskReader(d)).ToList();
             var mark = qmp.LastEventSequence;
 
-            // The pause: stop, freeze the disks, start the snapshot. QEMU restarts the guest itself
+            // The pause: stop, start the disk views, start the snapshot. QEMU restarts the guest itself
             // once device state is saved and RAM is write-protected (migration.c bg_migration_vm_start_bh).
             var clock = Stopwatch.StartNew();
             await qmp.ExecuteAsync("stop", null, ct);
-            IReadOnlyList<FrozenDisk> frozen = [];
             LiveSnapshotInput? input = null;
             try
             {
-                frozen = disks.Count == 0 ? [] : await LiveDiskSnapshot.FreezeAsync(qmp, [.. disks.Select(d => d.Node)], workDir, ct);
-                input = new LiveSnapshotInput(Path.Combine(workDir, "ram"), [.. frozen.Select(f => f.BaseFile)], chunkSize, snapshotId);
+                await fleece.StartAsync(ct);
+                input = new LiveSnapshotInput(Path.Combine(workDir, "ram"), readers, chunkSize, snapshotId);
                 await qmp.MigrateAsync($"unix:{socketPath}", ct);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -84,8 +104,15 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                 {
                     await input.DisposeAsync();
                 }
-                // Never leave the VM stopped (or on overlays nobody reads) because the snapshot could not start.
-                await RecoverAsync(qmp, status, frozen, migrationStarted: false, logger);
+                else
+                {
+                    foreach (var reader in readers)
+                    {
+                        await reader.DisposeAsync();
+                    }
+                }
+                // Never leave the VM stopped (or with views nobody reads) because the snapshot could not start.
+                await RecoverAsync(qmp, status, fleece, migrationStarted: false, logger);
                 if (ex is OperationCanceledException)
                 {
                     throw;
@@ -94,22 +121,30 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
             }
             var pause = clock.Elapsed;
 
-            var completion = RunAsync(qmp, listener, input, mark, status, frozen, logger, abort.Token);
-            return new LiveVmSnapshot(qmp, listener, abort, input, frozen, completion, pause);
+            var completion = RunAsync(qmp, listener, input, readers, fleece, mark, status, logger, abort.Token);
+            return new LiveVmSnapshot(qmp, listener, socketPath, abort, input, fleece, completion, pause, logger);
         }
         catch
         {
+            if (fleece is not null)
+            {
+                await TeardownAsync(fleece, logger);
+            }
             listener.Dispose();
+            File.Delete(socketPath);
             abort.Dispose();
             throw;
         }
     }
 
-    private static async Task<MigrationInfo> RunAsync(QmpClient qmp, Socket listener, LiveSnapshotInput input, long mark, string? statusBefore,
-        IReadOnlyList<FrozenDisk> frozen, ILogger logger, CancellationToken ct)
+    private static async Task<MigrationInfo> RunAsync(QmpClient qmp, Socket listener, LiveSnapshotInput input, IReadOnlyList<FleecedDiskReader> readers,
+        DiskFleece fleece, long mark, string? statusBefore, ILogger logger, CancellationToken ct)
     {
+        var disksReadable = Task.CompletedTask;
         try
         {
+            // The guest runs again: the disk views are exported beside the RAM stream, not inside the pause.
+            disksReadable = ConnectDisksAsync(fleece, readers, ct);
             Socket connection;
             using (var accept = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
@@ -163,18 +198,21 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                     await qmp.ExecuteAsync("cont", null, ct);
                 }
             }
+            await disksReadable;
             LiveLog.SnapshotCompleted(logger, statistics.BytesRead, input.PagesReceived, info.DowntimeMs ?? -1);
             return info;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // The stream's failure is the one reported; the disks' own (if any) is already in their readers.
+            _ = disksReadable.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             var (vm, answering) = await DescribeVmAsync(qmp);
             var error = new LiveSnapshotException($"live snapshot of the VM behind {qmp.Path} failed: {ex.Message.TrimEnd('.')}{vm}", ex);
             input.Fail(error);
             LiveLog.SnapshotFailed(logger, error.Message);
             if (answering)
             {
-                await RecoverAsync(qmp, statusBefore, frozen, migrationStarted: true, logger);
+                await RecoverAsync(qmp, statusBefore, fleece, migrationStarted: true, logger);
             }
             throw error;
         }
@@ -244,9 +282,9 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
 
     /// <summary>
     /// After a failed snapshot, best effort (QEMU may be gone): end the migration, resume a VM that ran
-    /// before our <c>stop</c>, and fold the disk overlays back so the VM no longer depends on the work dir.
+    /// before our <c>stop</c>, and remove the disk views (no sink can be served this snapshot any more).
     /// </summary>
-    private static async Task RecoverAsync(QmpClient qmp, string? statusBefore, IReadOnlyList<FrozenDisk> frozen, bool migrationStarted, ILogger logger)
+    private static async Task RecoverAsync(QmpClient qmp, string? statusBefore, DiskFleece fleece, bool migrationStarted, ILogger logger)
     {
         if (qmp.Completion.IsCompleted)
         {
@@ -279,46 +317,45 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
                     await qmp.ExecuteAsync("cont", null, bound.Token);
                 }
             }
-            foreach (var disk in frozen)
-            {
-                await LiveDiskSnapshot.CommitAsync(qmp, disk, TimeSpan.FromSeconds(45), bound.Token);
-            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             LiveLog.RecoveryFailed(logger, ex.Message);
         }
+        await TeardownAsync(fleece, logger);
     }
 
-    private sealed record WritableDisk(string Device, string Node, string File, string Driver);
-
-    /// <summary>Every writable disk with a medium (query-block); their bases must be raw so they stream as they are.</summary>
-    private static async Task<IReadOnlyList<WritableDisk>> FindWritableDisksAsync(QmpClient qmp, CancellationToken ct)
+    /// <summary>Exports the disk views on QEMU's NBD server and connects a reader to each; a failure fails the readers (and the snapshot).</summary>
+    private static async Task ConnectDisksAsync(DiskFleece fleece, IReadOnlyList<FleecedDiskReader> readers, CancellationToken ct)
     {
-        var disks = new List<WritableDisk>();
-        foreach (var device in (await qmp.ExecuteAsync("query-block", null, ct)).EnumerateArray())
+        try
         {
-            if (!device.TryGetProperty("inserted", out var inserted) || inserted.GetProperty("ro").GetBoolean())
+            await fleece.ExportAsync(ct);
+            foreach (var reader in readers)
             {
-                continue;
+                await reader.ConnectAsync(fleece.SocketPath, ct);
             }
-            var driver = inserted.GetProperty("drv").GetString() ?? "";
-            var name = device.TryGetProperty("qdev", out var qdev) ? qdev.GetString() ?? "" : device.GetProperty("device").GetString() ?? "";
-            if (driver != "raw")
-            {
-                throw new InvalidOperationException($"disk {name} is {driver}; only raw disks can be snapshotted and streamed (convert it with qemu-img convert -O raw)");
-            }
-            disks.Add(new WritableDisk(name, inserted.GetProperty("node-name").GetString()!, inserted.GetProperty("file").GetString()!, driver));
         }
-        return disks;
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            foreach (var reader in readers)
+            {
+                reader.Fail(ex);
+            }
+            throw new LiveSnapshotException($"the VM's disks cannot be read at the snapshot instant: {ex.Message}", ex);
+        }
     }
 
-    /// <summary>Folds every overlay back into its base (block-commit) — only once no sink needs the frozen bases any more.</summary>
-    public async Task CommitAsync(CancellationToken ct)
+    /// <summary>Removes the disk views; a failure is logged once (the VM's own disks are untouched either way).</summary>
+    private static async Task TeardownAsync(DiskFleece fleece, ILogger logger)
     {
-        foreach (var disk in Disks)
+        try
         {
-            await LiveDiskSnapshot.CommitAsync(_qmp, disk, TimeSpan.FromMinutes(10), ct);
+            await fleece.TeardownAsync();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LiveLog.TeardownFailed(logger, ex.Message);
         }
     }
 
@@ -335,7 +372,10 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
         {
             // Reported by whoever awaited Completion; disposal never throws.
         }
+        // Readers first (their NBD connections), then the views they read.
         await Input.DisposeAsync();
+        await TeardownAsync(_fleece, _logger);
+        File.Delete(_socketPath);
         _abort.Dispose();
     }
 }

@@ -298,7 +298,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             Assert.Contains("No space left on device", error, StringComparison.Ordinal);
             Assert.False(File.Exists(dir.File("port")), "a snapshot that failed must never be offered");
 
-            // The VM runs on, on its own disk again (the overlay in the full work dir was folded back), and keeps counting.
+            // The VM runs on, on its own disk, and keeps counting.
             await AssertRunsOnItsOwnDiskAsync(vm, diskBefore);
         }
         finally
@@ -308,12 +308,13 @@ public class LiveSourceFailureTests(QemuFixture fixture)
     }
 
     /// <summary>
-    /// A tmpfs with room for the RAM but few inodes: with 3 (root, work dir, migration socket) QEMU cannot create
-    /// the disk overlay inside the pause; with 5 (+ overlay, RAM dir) the first RAM file cannot be created once
-    /// the stream runs, which QEMU 7.2 survives only if the source reads its stream to the end.
+    /// A tmpfs with room for the RAM but few inodes: with 4 (root, work dir, migration socket, disk scratch image)
+    /// the RAM dir cannot be created inside the pause, after the disk view was started; with 5 (+ RAM dir) the first
+    /// RAM file cannot be created once the stream runs, which QEMU 7.2 survives only if the source reads its stream
+    /// to the end.
     /// </summary>
     [Theory]
-    [InlineData(3, "not started, the VM goes on as before:", ".qcow2")]
+    [InlineData(4, "not started, the VM goes on as before:", "/ram")]
     [InlineData(5, "failed:", "ram-0.img")]
     public async Task A_snapshot_that_fails_after_the_VM_was_stopped_leaves_the_VM_running_and_ends_the_source_with_one_line(int inodes, string outcome, string file)
     {
@@ -342,7 +343,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             Assert.DoesNotContain(" at StreamClone.", source.Stderr, StringComparison.Ordinal);
             Assert.False(File.Exists(dir.File("port")));
 
-            // The source did stop the VM (so the freeze really failed inside the pause), and resumed it.
+            // The source did stop the VM (so the snapshot really failed inside the pause), and resumed it.
             await vm.Qmp.WaitForEventAsync("STOP", mark, _ => true, TimeSpan.FromSeconds(1), Ct);
             await AssertRunsOnItsOwnDiskAsync(vm, diskBefore);
         }
