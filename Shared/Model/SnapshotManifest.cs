@@ -1,4 +1,5 @@
 using MessagePack;
+using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Shared.Model;
 
@@ -19,7 +20,7 @@ public enum ObjectKind : byte
 /// reader refuses a newer manifest instead of misreading it.
 /// </summary>
 [MessagePackObject]
-public sealed class SnapshotManifest
+public sealed class SnapshotManifest : IMessagePackSerializationCallbackReceiver
 {
     public const int CurrentFormatVersion = 1;
 
@@ -36,13 +37,37 @@ public sealed class SnapshotManifest
 
     public static SnapshotManifest Deserialize(ReadOnlyMemory<byte> bytes)
     {
-        var manifest = MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options);
+        var manifest = MessagePackSerializer.Deserialize<SnapshotManifest>(bytes, MessagePackDefaults.Options)
+            ?? throw new InvalidDataException("Manifest is nil, not a snapshot manifest.");
         if (manifest.FormatVersion != CurrentFormatVersion)
         {
             throw new InvalidDataException(
                 $"Manifest format version {manifest.FormatVersion} is not supported (this build reads {CurrentFormatVersion}).");
         }
+        // A manifest comes from a store directory or a path the user names: every object must be chunkable
+        // and carry exactly one hash per chunk before `inspect` or restore index into its hash list.
+        foreach (var o in manifest.Objects)
+        {
+            if (o.Size < 0 || !WireLimits.IsValidChunkSize(o.ChunkSize)
+                || o.ChunkHashes.Length != WireLimits.ChunkCount(o.Size, o.ChunkSize) * ChunkHash.Size)
+            {
+                throw new InvalidDataException(
+                    $"Manifest object {o.Id} ({o.Name}): size {o.Size}, chunk size {o.ChunkSize} and {o.ChunkHashes.Length} hash bytes do not fit together.");
+            }
+        }
         return manifest;
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(SnapshotId, nameof(SnapshotManifest), nameof(SnapshotId));
+        NilMembers.Reject(HashAlgorithm, nameof(SnapshotManifest), nameof(HashAlgorithm));
+        NilMembers.Reject(Origin, nameof(SnapshotManifest), nameof(Origin));
+        NilMembers.RejectItems(Objects, nameof(SnapshotManifest), nameof(Objects));
     }
 }
 
@@ -53,7 +78,7 @@ public static class HashAlgorithms
 
 /// <summary>One object (memory region, disk, device-state blob) of a snapshot.</summary>
 [MessagePackObject]
-public sealed class ManifestObject
+public sealed class ManifestObject : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public int Id { get; set; }
     [Key(1)] public string Name { get; set; } = "";
@@ -76,6 +101,17 @@ public sealed class ManifestObject
 
     /// <summary>BLAKE3 over the chunk-hash list: one value that pins every byte of the object.</summary>
     public ChunkHash ComputeRootHash() => ChunkHash.Compute(ChunkHashes);
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(Name, nameof(ManifestObject), nameof(Name));
+        NilMembers.Reject(Compression, nameof(ManifestObject), nameof(Compression));
+        NilMembers.Reject(ChunkHashes, nameof(ManifestObject), nameof(ChunkHashes));
+    }
 }
 
 public static class ChunkMath
