@@ -39,22 +39,36 @@ public sealed partial class FuzzLoop
     /// <summary>The first unexpected exception, for the smoke test's message.</summary>
     public Exception? FirstCrash { get; private set; }
 
-    /// <summary>Seeds first, then mutations until <paramref name="duration"/> or <paramref name="maxExecs"/>.</summary>
-    public void Run(TimeSpan duration, long maxExecs, int seed)
+    /// <summary>
+    /// In-process runs (the unit tests' smoke test): each input runs on the thread pool and one that takes
+    /// longer than this is a crash that ends the run, its task left behind. Null: the watchdog ends the process.
+    /// </summary>
+    public TimeSpan? ExecTimeout { get; init; }
+
+    private bool _hung;
+
+    /// <summary>
+    /// Seeds first (unless <paramref name="runSeeds"/> is false: after a restart they ran in the child that
+    /// died), then mutations until <paramref name="duration"/> or <paramref name="maxExecs"/>.
+    /// </summary>
+    public void Run(TimeSpan duration, long maxExecs, int seed, bool runSeeds = true)
     {
-        using var watchdog = new Timer(_ => CheckHang(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        using var watchdog = ExecTimeout is null ? new Timer(_ => CheckHang(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)) : null;
         var clock = Stopwatch.StartNew();
         foreach (var input in _target.Seeds())
         {
             _corpus.Add(input);
-            Execute(input);
+            if (runSeeds && !_hung)
+            {
+                Execute(input);
+            }
         }
         if (_corpus.Count == 0)
         {
             _corpus.Add([]);
         }
         var mutator = new Mutator(new Random(seed), _target.Dictionary, _target.MaxInputLength);
-        while (clock.Elapsed < duration && Execs < maxExecs)
+        while (clock.Elapsed < duration && Execs < maxExecs && !_hung)
         {
             var input = mutator.Mutate(_corpus);
             if (Execute(input))
@@ -79,9 +93,23 @@ public sealed partial class FuzzLoop
         string outcome;
         try
         {
-            _target.Run(input);
+            if (ExecTimeout is { } limit)
+            {
+                var run = Task.Run(() => _target.Run(input));
+                if (!((IAsyncResult)run).AsyncWaitHandle.WaitOne(limit))
+                {
+                    _hung = true;
+                    throw new TimeoutException($"{_target.Name}: one input ran longer than {limit.TotalSeconds} s");
+                }
+                run.GetAwaiter().GetResult();
+            }
+            else
+            {
+                _target.Run(input);
+            }
             outcome = "ok";
         }
+
         catch (Exception ex) when (_target.IsExpected(ex))
         {
             outcome = ex.GetType().Name + ":" + Shape(ex.Message);

@@ -21,7 +21,7 @@ static int Usage()
     return 2;
 }
 
-internal sealed record Options(double Seconds, string? Target, string Crashes, int Parallel, string? Status, int Seed)
+internal sealed record Options(double Seconds, string? Target, string Crashes, int Parallel, string? Status, int Seed, bool Resume = false)
 {
     public static Options Parse(string[] args)
     {
@@ -36,6 +36,7 @@ internal sealed record Options(double Seconds, string? Target, string Crashes, i
                 "--parallel" => o with { Parallel = int.Parse(args[i + 1], CultureInfo.InvariantCulture) },
                 "--status" => o with { Status = args[i + 1] },
                 "--seed" => o with { Seed = int.Parse(args[i + 1], CultureInfo.InvariantCulture) },
+                "--resume" => o with { Resume = bool.Parse(args[i + 1]) },
                 _ => throw new ArgumentException($"unknown option {args[i]}"),
             };
         }
@@ -102,7 +103,8 @@ internal static class Runner
         {
             var left = options.Seconds - clock.Elapsed.TotalSeconds;
             using var status = new FuzzStatus(statusPath, target.MaxInputLength, create: true);
-            var exit = await RunChildAsync(name, Math.Max(left, 0), statusPath, crashDir, seed++);
+            var exit = await RunChildAsync(name, Math.Max(left, 0), statusPath, crashDir, seed, resume: seed != options.Seed);
+            seed++;
             execs += status.Execs;
             crashes += status.Crashes;
             if (exit == 0)
@@ -111,7 +113,7 @@ internal static class Runner
             }
             crashes++;
             var input = status.GetCurrent();
-            var file = Path.Combine(crashDir, $"died-{DateTime.UtcNow:HHmmss}-exit{exit}.bin");
+            var file = Path.Combine(crashDir, $"died-{DateTime.UtcNow:HHmmssfff}-exit{exit}.bin");
             await File.WriteAllBytesAsync(file, input);
             Console.Error.WriteLine($"fuzz {name}: child died (exit {exit}) on a {input.Length}-byte input, saved to {file}");
             if (clock.Elapsed.TotalSeconds >= options.Seconds)
@@ -123,7 +125,7 @@ internal static class Runner
         return new TargetResult(name, execs, crashes, Math.Round(clock.Elapsed.TotalSeconds, 1));
     }
 
-    private static async Task<int> RunChildAsync(string name, double seconds, string status, string crashes, int seed)
+    private static async Task<int> RunChildAsync(string name, double seconds, string status, string crashes, int seed, bool resume)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = false };
         if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
@@ -131,7 +133,7 @@ internal static class Runner
             start.ArgumentList.Add(typeof(Runner).Assembly.Location);
         }
         foreach (var arg in new[] { "child", name, "--seconds", seconds.ToString(CultureInfo.InvariantCulture),
-            "--status", status, "--crashes", crashes, "--seed", seed.ToString(CultureInfo.InvariantCulture) })
+            "--status", status, "--crashes", crashes, "--seed", seed.ToString(CultureInfo.InvariantCulture), "--resume", resume ? "true" : "false" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -157,7 +159,7 @@ internal static class Runner
         var target = FuzzTargets.Create(name);
         using var status = options.Status is null ? null : new FuzzStatus(options.Status, target.MaxInputLength, create: false);
         var loop = new FuzzLoop(target, options.Crashes, status);
-        loop.Run(TimeSpan.FromSeconds(options.Seconds), long.MaxValue, options.Seed);
+        loop.Run(TimeSpan.FromSeconds(options.Seconds), long.MaxValue, options.Seed, runSeeds: !options.Resume);
         (target as IDisposable)?.Dispose();
         return 0;
     }

@@ -2,19 +2,19 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using System.Net;
-using StreamClone.Shared.Buffers;
 using System.Net.Sockets;
 using MessagePack;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 using StreamClone.Shared.Transport;
 using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
+using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
 namespace StreamClone.Tests.Fuzz.Targets;
 
@@ -78,6 +78,11 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
             new() { RequestId = 3, ObjectId = 1, FirstIndex = 1, Count = 1 },
             new() { RequestId = 4, ObjectId = 2, FirstIndex = 0, Count = 2 },
             new() { RequestId = 5, ObjectId = 0, FirstIndex = long.MaxValue / ChunkSize, Count = 1 },
+            // Hostile places the session must refuse and the input must refuse on its own (finding 1 of
+            // issue 6: an index whose byte offset is negative reached the RAM block's base pointer).
+            new() { RequestId = 6, ObjectId = 0, FirstIndex = -1, Count = 1 },
+            new() { RequestId = 7, ObjectId = 1, FirstIndex = long.MinValue / ChunkSize, Count = 2 },
+            new() { RequestId = 8, ObjectId = 0, FirstIndex = (long.MaxValue / ChunkSize) + 1, Count = 1 },
         ];
         return requests.Select(r => MessagePackSerializer.Serialize(r, MessagePackDefaults.Options));
     }
