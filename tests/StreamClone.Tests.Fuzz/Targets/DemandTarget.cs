@@ -79,7 +79,10 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
             new() { RequestId = 4, ObjectId = 2, FirstIndex = 0, Count = 2 },
             new() { RequestId = 5, ObjectId = 0, FirstIndex = long.MaxValue / ChunkSize, Count = 1 },
             // Hostile places the session must refuse and the input must refuse on its own (finding 1 of
-            // issue 6: an index whose byte offset is negative reached the RAM block's base pointer).
+            // issue 6: an index whose byte offset is negative reached the RAM block's base pointer). At -20
+            // the presence bitmap's wrapped bit index finds the pages "present" and 8 KiB from before the
+            // mapping come back; at -1 the read waits forever for a page that cannot arrive.
+            new() { RequestId = 9, ObjectId = 0, FirstIndex = -20, Count = 1 },
             new() { RequestId = 6, ObjectId = 0, FirstIndex = -1, Count = 1 },
             new() { RequestId = 7, ObjectId = 1, FirstIndex = long.MinValue / ChunkSize, Count = 2 },
             new() { RequestId = 8, ObjectId = 0, FirstIndex = (long.MaxValue / ChunkSize) + 1, Count = 1 },
@@ -194,8 +197,10 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
         private readonly FrameConnection _server;
         private readonly Task _serving;
         private readonly FrameReader _reader = new(Transport);
-        private readonly byte[] _receive = new byte[16 << 20];
-        private int _received;
+        // One frame of the largest size the transport allows; shared, since one lane is open at a time
+        // and a rejected request reopens it (a buffer per lane would cost 9 MiB per exec).
+        private static readonly byte[] Inbox = new byte[Frame.PrefixSize + Transport.MaxHeaderBytes + Transport.MaxPayloadBytes];
+        private int _inboxLength;
         private uint _sequence;
 
         private Lane(Socket client, FrameConnection server, Task serving)
@@ -242,16 +247,16 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
         {
             while (true)
             {
-                var buffer = new ReadOnlySequence<byte>(_receive, 0, _received);
+                var buffer = new ReadOnlySequence<byte>(Inbox, 0, _inboxLength);
                 if (_reader.TryRead(ref buffer, out var frame))
                 {
                     var result = (frame.Type == FrameType.Error ? null : (FrameType?)frame.Type, frame.Header.ToArray(), frame.Payload.ToArray());
-                    var consumed = _received - (int)buffer.Length;
-                    _receive.AsSpan(consumed, _received - consumed).CopyTo(_receive);
-                    _received -= consumed;
+                    var consumed = _inboxLength - (int)buffer.Length;
+                    Inbox.AsSpan(consumed, _inboxLength - consumed).CopyTo(Inbox);
+                    _inboxLength -= consumed;
                     return result;
                 }
-                var receive = _client.ReceiveAsync(_receive.AsMemory(_received), SocketFlags.None).AsTask();
+                var receive = _client.ReceiveAsync(Inbox.AsMemory(_inboxLength), SocketFlags.None).AsTask();
                 if (await Task.WhenAny(receive, _serving) == _serving && !receive.IsCompleted)
                 {
                     // The session's loop ended without answering: an unexpected exception surfaces here.
@@ -272,7 +277,7 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
                     await _serving;
                     return (null, [], []);
                 }
-                _received += n;
+                _inboxLength += n;
             }
         }
 
