@@ -1,4 +1,5 @@
 using MessagePack;
+using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Shared.Model;
 
@@ -19,7 +20,7 @@ public enum ObjectKind : byte
 /// reader refuses a newer manifest instead of misreading it.
 /// </summary>
 [MessagePackObject]
-public sealed class SnapshotManifest
+public sealed class SnapshotManifest : IMessagePackSerializationCallbackReceiver
 {
     /// <summary>2: hash lists in segments (<see cref="ManifestObject.ChunkHashSegments"/>); 1 (one blob per object) is still read.</summary>
     public const int CurrentFormatVersion = 2;
@@ -117,6 +118,18 @@ public sealed class SnapshotManifest
             }
         }
     }
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(SnapshotId, nameof(SnapshotManifest), nameof(SnapshotId));
+        NilMembers.Reject(HashAlgorithm, nameof(SnapshotManifest), nameof(HashAlgorithm));
+        NilMembers.Reject(Origin, nameof(SnapshotManifest), nameof(Origin));
+        NilMembers.RejectItems(Objects, nameof(SnapshotManifest), nameof(Objects));
+    }
 }
 
 public static class HashAlgorithms
@@ -126,7 +139,7 @@ public static class HashAlgorithms
 
 /// <summary>One object (memory region, disk, device-state blob) of a snapshot.</summary>
 [MessagePackObject]
-public sealed class ManifestObject
+public sealed class ManifestObject : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public int Id { get; set; }
     [Key(1)] public string Name { get; set; } = "";
@@ -231,6 +244,16 @@ public sealed class ManifestObject
     {
         var first = (long)segment * hashesPerSegment;
         return (int)Math.Clamp(chunkCount - first, 0, hashesPerSegment) * ChunkHash.Size;
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(Name, nameof(ManifestObject), nameof(Name));
+        NilMembers.Reject(Compression, nameof(ManifestObject), nameof(Compression));
     }
 }
 

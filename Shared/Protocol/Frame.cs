@@ -43,15 +43,22 @@ public readonly struct Frame
 
     public T DecodeHeader<T>()
     {
+        T header;
         try
         {
-            return MessagePackSerializer.Deserialize<T>(Header, MessagePackDefaults.Options);
+            header = MessagePackSerializer.Deserialize<T>(Header, MessagePackDefaults.Options);
         }
         catch (MessagePackSerializationException ex)
         {
             return ThrowHelper.ThrowProtocol<T>(ProtocolError.MalformedHeader,
                 $"{Type} frame #{Sequence}: header is not a valid {typeof(T).Name} ({ex.InnerException?.Message ?? ex.Message})");
         }
+        // A nil header decodes to null for every message class: malformed, like any other wrong shape.
+        if (header is null)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader, $"{Type} frame #{Sequence}: header is nil, not a {typeof(T).Name}");
+        }
+        return header;
     }
 }
 

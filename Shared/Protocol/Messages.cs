@@ -15,41 +15,82 @@ public static class ProtocolVersions
 /// will hook in (a later issue): the handshake runs after the stream is secured and before any data.
 /// </summary>
 [MessagePackObject]
-public sealed class HelloMessage
+public sealed class HelloMessage : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public int ProtocolVersion { get; set; } = ProtocolVersions.Current;
     [Key(1)] public string Role { get; set; } = "";
     [Key(2)] public Lane Lane { get; set; } = Lane.Bulk;
     [Key(3)] public string SessionId { get; set; } = "";
     [Key(4)] public string PeerName { get; set; } = "";
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(Role, nameof(HelloMessage), nameof(Role));
+        NilMembers.Reject(SessionId, nameof(HelloMessage), nameof(SessionId));
+        NilMembers.Reject(PeerName, nameof(HelloMessage), nameof(PeerName));
+    }
 }
 
 [MessagePackObject]
-public sealed class ErrorMessage
+public sealed class ErrorMessage : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public ProtocolError Code { get; set; }
     [Key(1)] public string Message { get; set; } = "";
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(Message, nameof(ErrorMessage), nameof(Message));
+    }
 }
 
 /// <summary>An object as announced before its data: everything of <see cref="ManifestObject"/> but the hashes.</summary>
 [MessagePackObject]
-public sealed class ObjectInfo
+public sealed class ObjectInfo : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public int Id { get; set; }
     [Key(1)] public string Name { get; set; } = "";
     [Key(2)] public ObjectKind Kind { get; set; }
     [Key(3)] public long Size { get; set; }
     [Key(4)] public int ChunkSize { get; set; }
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(Name, nameof(ObjectInfo), nameof(Name));
+    }
 }
 
 [MessagePackObject]
-public sealed class SnapshotOfferMessage
+public sealed class SnapshotOfferMessage : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public string SnapshotId { get; set; } = "";
     [Key(1)] public DateTime CreatedUtc { get; set; }
     [Key(2)] public string Origin { get; set; } = "";
     [Key(3)] public string HashAlgorithm { get; set; } = HashAlgorithms.Blake3;
     [Key(4)] public List<ObjectInfo> Objects { get; set; } = [];
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(SnapshotId, nameof(SnapshotOfferMessage), nameof(SnapshotId));
+        NilMembers.Reject(Origin, nameof(SnapshotOfferMessage), nameof(Origin));
+        NilMembers.Reject(HashAlgorithm, nameof(SnapshotOfferMessage), nameof(HashAlgorithm));
+        NilMembers.RejectItems(Objects, nameof(SnapshotOfferMessage), nameof(Objects));
+    }
 }
 
 [MessagePackObject]
@@ -79,7 +120,7 @@ public enum ChunkEntryKind : byte
 /// pages without paying for compressing 4 KiB at a time.
 /// </summary>
 [MessagePackObject]
-public sealed class ChunkBatchMessage
+public sealed class ChunkBatchMessage : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public int ObjectId { get; set; }
     [Key(1)] public long FirstIndex { get; set; }
@@ -92,6 +133,16 @@ public sealed class ChunkBatchMessage
     [Key(5)] public int RawLength { get; set; }
     /// <summary>Non-zero when this batch answers a demand request.</summary>
     [Key(6)] public long RequestId { get; set; }
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(Kinds, nameof(ChunkBatchMessage), nameof(Kinds));
+        NilMembers.Reject(Hashes, nameof(ChunkBatchMessage), nameof(Hashes));
+    }
 }
 
 public enum PayloadCodec : byte
@@ -112,16 +163,34 @@ public sealed class DemandRequestMessage
 }
 
 [MessagePackObject]
-public sealed class SnapshotCompleteMessage
+public sealed class SnapshotCompleteMessage : IMessagePackSerializationCallbackReceiver
 {
     /// <summary>Per object (by position in the offer), BLAKE3 over its chunk-hash list (see <see cref="ManifestObject.ComputeRootHash"/>).</summary>
     [Key(0)] public List<byte[]> RootHashes { get; set; } = [];
     [Key(1)] public long ChunksSent { get; set; }
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.RejectItems(RootHashes, nameof(SnapshotCompleteMessage), nameof(RootHashes));
+    }
 }
 
 [MessagePackObject]
-public sealed class SnapshotStoredMessage
+public sealed class SnapshotStoredMessage : IMessagePackSerializationCallbackReceiver
 {
     [Key(0)] public string SnapshotId { get; set; } = "";
     [Key(1)] public long ChunksReceived { get; set; }
+
+    void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
+    {
+    }
+
+    void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
+    {
+        NilMembers.Reject(SnapshotId, nameof(SnapshotStoredMessage), nameof(SnapshotId));
+    }
 }

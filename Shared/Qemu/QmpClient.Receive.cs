@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace StreamClone.Shared.Qemu;
 
@@ -100,6 +101,13 @@ public sealed partial class QmpClient
     /// <summary>One complete line: an event, a reply, or a protocol violation that ends the connection.</summary>
     private void Dispatch(ReadOnlyMemory<byte> line)
     {
+        // QMP is UTF-8 JSON (qmp-spec.txt). JsonDocument parses strings without decoding them, so a line that is
+        // not UTF-8 would parse and fail only later, in whoever reads a string of it (an event's data, an error's
+        // class) with an InvalidOperationException: refuse it here, as the connection's protocol error.
+        if (!Utf8.IsValid(line.Span))
+        {
+            throw new QmpProtocolException($"QMP peer {Path} sent a line that is not UTF-8: {Quote(line.Span)}");
+        }
         JsonDocument doc;
         try
         {
