@@ -19,6 +19,10 @@ public enum ProtocolError
     IncompleteSnapshot = 13,
     RootHashMismatch = 14,
     PeerError = 15,
+    /// <summary>The source already runs its maximum number of sessions (SourceOptions.MaxSessions); try later or via a relay.</summary>
+    TooManySessions = 16,
+    /// <summary>The peer went past a per-session limit: an inventory larger than the offer, or not sent in time.</summary>
+    LimitExceeded = 17,
 }
 
 /// <summary>A peer broke the protocol; the connection is dropped, nothing it sent after the last verified chunk is kept.</summary>

@@ -65,7 +65,10 @@ public sealed partial class SinkSession : IAsyncDisposable
             ValidateOffer(offer);
             var snapshot = store.OpenSnapshot(offer);
             var inventory = store.GetInventory();
-            await SendInventoryAsync(bulk, inventory, ct);
+            // A source accepts at most one hash per offered chunk (more could not help); a store holding
+            // other snapshots may list more, and the hashes past that only lose some dedup.
+            var offered = offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize));
+            await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), ct);
             SinkLog.SessionStarted(logger, sessionId, offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
 
@@ -128,24 +131,23 @@ public sealed partial class SinkSession : IAsyncDisposable
         }
     }
 
-    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, CancellationToken ct)
+    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, int total, CancellationToken ct)
     {
-        // 64 Ki hashes per frame = 2 MiB, under TransportOptions.MaxPayloadBytes.
-        const int perFrame = 64 * 1024;
-        var buffer = new byte[Math.Min(perFrame, Math.Max(1, inventory.Count)) * ChunkHash.Size];
+        const int perFrame = WireLimits.MaxInventoryHashesPerFrame;
+        var buffer = new byte[Math.Min(perFrame, Math.Max(1, total)) * ChunkHash.Size];
         var sent = 0;
         do
         {
-            var count = Math.Min(perFrame, inventory.Count - sent);
+            var count = Math.Min(perFrame, total - sent);
             for (var i = 0; i < count; i++)
             {
                 inventory[sent + i].Write(buffer.AsSpan(i * ChunkHash.Size));
             }
             sent += count;
-            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == inventory.Count },
+            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == total },
                 buffer.AsMemory(0, count * ChunkHash.Size), ct);
         }
-        while (sent < inventory.Count);
+        while (sent < total);
     }
 
     public async ValueTask DisposeAsync()
