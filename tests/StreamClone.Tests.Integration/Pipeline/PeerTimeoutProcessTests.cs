@@ -80,27 +80,33 @@ public class PeerTimeoutProcessTests
     }
 
     [Fact]
-    public async Task A_bogus_Hello_does_not_count_towards_sessions_and_the_real_sink_is_served_before_the_source_exits()
+    public async Task Only_stored_snapshots_count_towards_sessions_so_bogus_peers_do_not_end_the_source_before_the_real_sink()
     {
         using var dir = new TempDir();
         var image = await TestImages.MemoryAsync(dir, "mem.img", 8 << 20, seed: 21);
         var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "1");
         await using var _ = source;
+        var endPoint = new IPEndPoint(IPAddress.Loopback, port);
 
-        // A bulk Hello, the offer read, then gone without an inventory.
-        using (var bogus = await RawFramePeer.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), Ct))
+        // A bulk Hello, the offer read, then gone without an inventory: refused, never a session.
+        using (var bogus = await RawFramePeer.ConnectAsync(endPoint, Ct))
         {
-            await bogus.SendHelloAsync("bogus", ct: Ct);
+            await bogus.SendHelloAsync("bogus-hello", ct: Ct);
             await bogus.ReadHeaderAsync<HelloMessage>(FrameType.Hello, Ct);
             await bogus.ReadHeaderAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, Ct);
         }
-        // The source has seen it go (it logs the session id at Warning or above either way).
-        var clock = Stopwatch.StartNew();
-        while (!source.Stderr.Contains("bogus", StringComparison.Ordinal))
+        await WaitForLogAsync(source, "bogus-hello");
+
+        // A session that starts streaming and then leaves: it fails, and does not count either.
+        using (var quitter = await RawFramePeer.ConnectAsync(endPoint, Ct))
         {
-            Assert.True(clock.Elapsed < Guard, $"the source did not notice the bogus peer leave:\n{source.Stderr}");
-            await Task.Delay(20, Ct);
+            await quitter.SendHelloAsync("bogus-quitter", ct: Ct);
+            await quitter.ReadHeaderAsync<HelloMessage>(FrameType.Hello, Ct);
+            await quitter.ReadHeaderAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, Ct);
+            await quitter.SendAsync(FrameType.Inventory, new InventoryMessage { Count = 0, Last = true }, ct: Ct);
+            await quitter.ReadHeaderAsync<ChunkBatchMessage>(FrameType.ChunkBatch, Ct);
         }
+        await WaitForLogAsync(source, "bogus-quitter");
 
         await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--json");
         Assert.True(await sink.WaitAsync(Guard) == 0, $"sink:\n{sink.Stderr}\nsource:\n{source.Stderr}");
@@ -108,9 +114,25 @@ public class PeerTimeoutProcessTests
         var copy = summary.RootElement.GetProperty("objects")[0].GetProperty("path").GetString()!;
         Assert.Equal(await File.ReadAllBytesAsync(image, Ct), await File.ReadAllBytesAsync(copy, Ct));
 
-        Assert.True(await source.WaitAsync(Guard) == 0, source.Stderr);
+        // The source ends after the one stored snapshot; the failed session is reported and makes the exit code 1.
+        Assert.Equal(1, await source.WaitAsync(Guard));
         using var report = JsonDocument.Parse(source.LastLine);
-        var session = Assert.Single(report.RootElement.GetProperty("sessions").EnumerateArray());
-        Assert.True(session.GetProperty("completed").GetBoolean());
+        var sessions = report.RootElement.GetProperty("sessions");
+        Assert.Equal(2, sessions.GetArrayLength());
+        Assert.Equal("bogus-quitter", sessions[0].GetProperty("session").GetString());
+        Assert.False(sessions[0].GetProperty("completed").GetBoolean());
+        Assert.True(sessions[1].GetProperty("completed").GetBoolean());
+    }
+
+    /// <summary>Waits until the source has logged <paramref name="text"/> (a session id; logged at Warning or above when a peer is refused or fails).</summary>
+    private static async Task WaitForLogAsync(StreamCloneProcess source, string text)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!source.Stderr.Contains(text, StringComparison.Ordinal))
+        {
+            Assert.True(clock.Elapsed < Guard, $"the source never logged {text}:\n{source.Stderr}");
+            Assert.False(source.HasExited, $"the source exited:\n{source.Stderr}");
+            await Task.Delay(20, Ct);
+        }
     }
 }

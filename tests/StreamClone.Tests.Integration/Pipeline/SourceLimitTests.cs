@@ -235,6 +235,42 @@ public class SourceLimitTests
     }
 
     [Fact]
+    public async Task Connections_past_MaxPendingConnections_drop_the_oldest_pending_ones_and_a_real_sink_gets_through()
+    {
+        using var dir = new TempDir();
+        var image = await TestImages.MemoryAsync(dir, "mem.img", 8 << 20, seed: 15);
+        await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "pending-cap");
+        // Timeouts far beyond the test: whatever closes here was evicted.
+        var transport = TransportOptions.Default with { HandshakeTimeout = TimeSpan.FromMinutes(10), InventoryTimeout = TimeSpan.FromMinutes(10) };
+        await using var source = new Served(input, new SourceOptions { MaxPendingConnections = 16 }, transport);
+
+        var silent = new List<RawFramePeer>();
+        try
+        {
+            for (var i = 0; i < 200; i++)
+            {
+                var peer = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
+                silent.Add(peer);
+                await peer.SendHelloAsync($"pending-{i}", ct: Ct);
+            }
+            var closed = silent.Select(p => p.WaitClosedAsync(Ct)).ToList();
+            while (closed.Count(t => t.IsCompleted) < 200 - 16)
+            {
+                await Task.WhenAny(closed.Where(t => !t.IsCompleted)).WaitAsync(Guard, Ct);
+            }
+
+            await AssertServesARealSinkAsync(source.EndPoint, dir, image, "store");
+        }
+        finally
+        {
+            foreach (var peer in silent)
+            {
+                peer.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Ten_sinks_that_stop_reading_are_dropped_by_the_write_stall_timeout()
     {
         using var dir = new TempDir();
