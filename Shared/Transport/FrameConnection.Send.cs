@@ -19,12 +19,25 @@ public sealed partial class FrameConnection
         await _sendLock.WaitAsync(ct);
         try
         {
-            _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
+            Write(type, header, payload.Span);
             await FlushAsync(type, ct);
         }
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    private void Write<T>(FrameType type, T header, ReadOnlySpan<byte> payload)
+    {
+        try
+        {
+            _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // The socket loop completed the pipe (the peer reset or we aborted): say so, not "writing is not allowed".
+            throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "the peer went away"})", ex);
         }
     }
 
@@ -91,7 +104,7 @@ public sealed partial class FrameConnection
         {
             foreach (var (header, payload) in frames)
             {
-                _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
+                Write(type, header, payload.Span);
             }
             await FlushAsync(type, ct);
         }

@@ -229,8 +229,8 @@ public sealed class SourceServer : IAsyncDisposable
         finally
         {
             // A demand lane that attached to a session which never streamed is closed with it.
-            session.Stop("session ended");
             _sessions.TryRemove(sessionId, out _);
+            session.Close("session ended");
             if (streaming)
             {
                 Interlocked.Decrement(ref _streaming);

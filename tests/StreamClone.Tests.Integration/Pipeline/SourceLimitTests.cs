@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -186,10 +187,12 @@ public class SourceLimitTests
         await OpenBulkAsync(peer, "trickle");
         var error = peer.ReadErrorAsync(Ct);
         // One hash every 200 ms: never idle long enough for the idle timeout, never finished.
+        var clock = Stopwatch.StartNew();
         while (!error.IsCompleted)
         {
+            Assert.True(clock.Elapsed < Guard, "the source never refused the trickled inventory");
             await peer.SendAsync(FrameType.Inventory, new InventoryMessage { Count = 1, Last = false }, RandomHashes(1), Ct);
-            await Task.WhenAny(error, Task.Delay(200, Ct)).WaitAsync(Guard, Ct);
+            await Task.WhenAny(error, Task.Delay(200, Ct));
         }
         var refused = await error;
         Assert.Equal(ProtocolError.LimitExceeded, refused?.Code);
