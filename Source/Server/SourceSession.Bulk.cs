@@ -75,8 +75,8 @@ public sealed partial class SourceSession
             }
             else if (ex is not OperationCanceledException and not ProtocolViolationException and not TimeoutException)
             {
-                // (A timeout already closed the connection: the peer stopped reading or went silent.)
                 // The snapshot could not be read (a live VM's migration stream failed): tell the sink why, not just hang up.
+                // (A timeout has closed the connection already: the peer stopped reading or went silent.)
                 var reason = ex is AggregateException { InnerException: { } inner } ? inner.Message : ex.Message;
                 await bulk.FailAsync(ProtocolError.IncompleteSnapshot, $"the source cannot deliver snapshot {_input.Offer.SnapshotId}: {reason}");
             }
