@@ -41,5 +41,43 @@ public sealed record TransportOptions
     /// <summary>How long a peer may stay silent during the handshake before it is dropped.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// A bulk-lane receive that sees no byte for this long fails: the sink expects data from the
+    /// offer to SnapshotComplete, the source expects the inventory and the final acknowledgement.
+    /// 60 s is far above any legitimate gap (a stage's few ms of work, a sink's final fsync, QEMU
+    /// pausing its migration stream for a moment) and still ends a dead session within a minute.
+    /// Demand lanes are idle by nature and have no such limit: TCP keepalive and their bulk
+    /// session's lifetime bound them.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// A send whose flush waits this long while the socket hands no byte to the kernel fails: the
+    /// peer stopped reading (its window is closed). Progress of any size resets it, so a slow link
+    /// is never cut, only a stopped one. Same reasoning as <see cref="IdleTimeout"/> for 60 s.
+    /// </summary>
+    public TimeSpan WriteStallTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// The source's limit on offer + whole inventory, however the sink paces it (a trickle of tiny
+    /// frames never trips <see cref="IdleTimeout"/>). 120 s: an inventory of 16 Mi hashes is 512 MiB,
+    /// ~50 s at 10 MB/s; a real sink sends it at its link's speed right after the offer.
+    /// </summary>
+    public TimeSpan InventoryTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>
+    /// TCP keepalive on every socket (SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT): first probe after 30 s
+    /// of silence, then every 10 s, dead after 3 unanswered. An idle demand lane whose peer vanished
+    /// (power loss, a dropped NAT entry) is found within ~60 s instead of never; the cost is one
+    /// empty segment per 30 s on an idle connection.
+    /// </summary>
+    public TimeSpan KeepAliveIdle { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <inheritdoc cref="KeepAliveIdle"/>
+    public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <inheritdoc cref="KeepAliveIdle"/>
+    public int KeepAliveProbes { get; init; } = 3;
+
     public static TransportOptions Default { get; } = new();
 }

@@ -9,7 +9,7 @@ internal static partial class SourceLog
     public static partial void Listening(ILogger logger, string endPoint, string snapshotId, int objects, long bytes);
 
     [LoggerMessage(1002, LogLevel.Information, "Session {SessionId} from {Peer}: sink holds {Known} chunks already")]
-    public static partial void SessionStarted(ILogger logger, string sessionId, string peer, int known);
+    public static partial void SessionStarted(ILogger logger, string sessionId, string peer, long known);
 
     [LoggerMessage(1003, LogLevel.Information, "Session {SessionId} done: {InputBytes} bytes in {Seconds:F2} s, {WireBytes} on the wire, {Demand} demand requests")]
     public static partial void SessionCompleted(ILogger logger, string sessionId, long inputBytes, double seconds, long wireBytes, long demand);

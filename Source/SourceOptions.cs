@@ -38,6 +38,30 @@ public sealed record SourceOptions
     /// </summary>
     public int StageCapacity { get; init; } = 4;
 
+    /// <summary>
+    /// Sessions streaming at once; a sink beyond this is refused with TooManySessions. Each holds
+    /// its graph's buffers (~4 stages × StageCapacity batches of up to 2 × 256 KiB, a few MiB), its
+    /// dedup set (~44 bytes per distinct chunk sent) and the sink's inventory; 64 keeps that under
+    /// ~1 GiB for a few-GiB VM, and two cores cannot feed more sinks usefully (relays fan out beyond).
+    /// </summary>
+    public int MaxSessions { get; init; } = 64;
+
+    /// <summary>
+    /// Connections still in their handshake (no Hello yet, or offer sent and inventory not complete).
+    /// Each may buffer up to <see cref="TransportOptions.ReceivePauseThreshold"/> (4 MiB) of unparsed
+    /// bytes, so 64 bound that to 256 MiB. When a new connection goes over, the oldest pending one
+    /// is dropped: a real sink completes its handshake in milliseconds, so a flood of silent
+    /// connections evicts itself, not the sinks behind it.
+    /// </summary>
+    public int MaxPendingConnections { get; init; } = 64;
+
+    /// <summary>
+    /// Inventory hashes kept per session (the sink's store may list more; the rest are read and
+    /// ignored: the inventory only saves bandwidth). 4 Mi hashes cover 16 GiB of distinct 4 KiB
+    /// chunks and cost at most ~180 MiB per session (44 bytes per entry in a set grown with use).
+    /// </summary>
+    public int MaxInventoryHashes { get; init; } = 4 << 20;
+
     public int BatchBytes => ChunkSize * BatchChunks;
 
     public void Validate()
@@ -58,6 +82,10 @@ public sealed record SourceOptions
         if (Parallelism < 1 || StageCapacity < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(Parallelism), "Parallelism and stage capacity must be at least 1.");
+        }
+        if (MaxSessions < 1 || MaxPendingConnections < 1 || MaxInventoryHashes < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxSessions), "Sessions and pending connections must be at least 1, inventory hashes at least 0.");
         }
     }
 }

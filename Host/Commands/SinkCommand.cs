@@ -25,10 +25,15 @@ internal static class SinkCommand
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
+        var timeouts = CommonOptions.Timeouts();
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
             connect, store, maxSnapshot, probeReads, probeSpacing, parallelism, json, logLevel,
         };
+        foreach (var option in timeouts.All)
+        {
+            command.Options.Add(option);
+        }
         command.SetAction(async (result, ct) =>
         {
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
@@ -37,7 +42,8 @@ internal static class SinkCommand
             var storeOptions = new ChunkStoreOptions { MaxSnapshotBytes = SizeParser.Parse(result.GetValue(maxSnapshot)!) };
             using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
             var options = new SinkOptions { Parallelism = result.GetValue(parallelism) };
-            await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, TransportOptions.Default, logger, ct);
+            var transport = timeouts.Apply(result, TransportOptions.Default);
+            await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, transport, logger, ct);
             var probe = new DemandProbe();
             var manifest = await probe.RunBesideAsync(session, result.GetValue(probeReads), TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42,
                 HostServices.Interactive(asJson) ? run => ProgressView.ShowSinkAsync(session, run) : null, ct);

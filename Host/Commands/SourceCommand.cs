@@ -28,7 +28,10 @@ internal static class SourceCommand
         var chunkSize = new Option<int>("--chunk-size") { Description = "Bytes per chunk (multiple of 4096): the unit of hashing, dedup and demand.", DefaultValueFactory = _ => 4096 };
         var batchChunks = new Option<int>("--batch-chunks") { Description = "Chunks per batch: the unit of compression and framing.", DefaultValueFactory = _ => 64 };
         var level = new Option<int>("--level") { Description = "zstd level (negative: fast levels; 0: no compression).", DefaultValueFactory = _ => new SourceOptions().CompressionLevel };
-        var sessions = new Option<int>("--sessions") { Description = "Exit after this many sink sessions ended (0 = serve until Ctrl+C).", DefaultValueFactory = _ => 0 };
+        var sessions = new Option<int>("--sessions") { Description = "Exit after this many sinks stored the snapshot (failed sessions and refused connections do not count; 0 = serve until Ctrl+C).", DefaultValueFactory = _ => 0 };
+        var maxSessions = new Option<int>("--max-sessions") { Description = "Sinks streamed to at once; more are refused (TooManySessions).", DefaultValueFactory = _ => new SourceOptions().MaxSessions };
+        var inventoryTimeout = TransportTimeouts.Seconds("--inventory-timeout", "Seconds a sink may take from the offer to the end of its inventory.", TransportOptions.Default.InventoryTimeout);
+        var timeouts = CommonOptions.Timeouts();
         var snapshotId = new Option<string?>("--snapshot-id") { Description = "Snapshot id (default: new). A sink resumes a snapshot with the same id." };
         var notSentLowat = new Option<int>("--notsent-lowat") { Description = "TCP_NOTSENT_LOWAT of the bulk lane in bytes (0 = kernel default).", DefaultValueFactory = _ => TransportOptions.Default.BulkNotSentLowWatermark };
         var parallelism = CommonOptions.Parallelism();
@@ -37,8 +40,12 @@ internal static class SourceCommand
 
         var command = new Command("source", "Offer image files as a snapshot to sinks and relays: chunk, hash, drop zeros, dedup, compress, stream; answer demand requests first.")
         {
-            images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, snapshotId, notSentLowat, parallelism, json, logLevel,
+            images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, maxSessions, snapshotId, notSentLowat, parallelism, json, logLevel, inventoryTimeout,
         };
+        foreach (var option in timeouts.All)
+        {
+            command.Options.Add(option);
+        }
         command.SetAction(async (result, ct) =>
         {
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
@@ -49,8 +56,13 @@ internal static class SourceCommand
                 BatchChunks = result.GetValue(batchChunks),
                 CompressionLevel = result.GetValue(level),
                 Parallelism = result.GetValue(parallelism),
+                MaxSessions = result.GetValue(maxSessions),
             };
-            var transport = TransportOptions.Default with { BulkNotSentLowWatermark = result.GetValue(notSentLowat) };
+            var transport = timeouts.Apply(result, TransportOptions.Default) with
+            {
+                BulkNotSentLowWatermark = result.GetValue(notSentLowat),
+                InventoryTimeout = TimeSpan.FromSeconds(TransportTimeouts.Positive(result, inventoryTimeout)),
+            };
             var id = result.GetValue(snapshotId) ?? Guid.NewGuid().ToString("N");
             if (result.GetValue(qmpSocket) is { } socketPath && !File.Exists(socketPath))
             {
@@ -99,7 +111,8 @@ internal static class SourceCommand
                 lock (ended)
                 {
                     ended.Add(stats);
-                    if (wanted > 0 && ended.Count >= wanted)
+                    // Only sessions that stored the snapshot count: a bogus or failed peer must not end the service for the real sinks.
+                    if (wanted > 0 && ended.Count(s => s.Completed) >= wanted)
                     {
                         stop.Cancel();
                     }

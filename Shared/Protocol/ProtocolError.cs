@@ -21,6 +21,10 @@ public enum ProtocolError
     PeerError = 15,
     /// <summary>A well-formed offer this node will not take (its size exceeds the node's limit or free disk space).</summary>
     OfferRefused = 16,
+    /// <summary>The source already runs its maximum number of sessions (SourceOptions.MaxSessions); try later or via a relay.</summary>
+    TooManySessions = 17,
+    /// <summary>The peer went past a per-session limit: an inventory larger than the offer, or not sent in time.</summary>
+    LimitExceeded = 18,
 }
 
 /// <summary>A peer broke the protocol; the connection is dropped, nothing it sent after the last verified chunk is kept.</summary>

@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Shared.Transport;
@@ -11,14 +12,17 @@ public sealed partial class FrameConnection
     /// with the frame's slices before it returns (they die at AdvanceTo). Returns when
     /// <paramref name="onFrame"/> returns false or the peer closes cleanly at a frame boundary;
     /// throws <see cref="ProtocolViolationException"/> for malformed input and
-    /// <see cref="EndOfStreamException"/> when the peer vanishes mid-frame.
+    /// <see cref="EndOfStreamException"/> when the peer vanishes mid-frame, and
+    /// <see cref="TimeoutException"/> when no byte arrives for <see cref="ReceiveIdleTimeout"/>.
     /// </summary>
     public async Task ReceiveAsync(Func<Frame, ValueTask<bool>> onFrame, CancellationToken ct)
     {
         var input = _connection.Input;
+        // Armed only while waiting for bytes: time spent in onFrame (our own backpressure) is not the peer's silence.
+        using var idle = ReceiveIdleTimeout == Timeout.InfiniteTimeSpan ? null : CancellationTokenSource.CreateLinkedTokenSource(ct);
         while (true)
         {
-            var result = await input.ReadAsync(ct);
+            var result = idle is null ? await input.ReadAsync(ct) : await ReadWithinAsync(idle, ct);
             var buffer = result.Buffer;
             var keepGoing = true;
             try
@@ -65,6 +69,26 @@ public sealed partial class FrameConnection
                 }
                 throw new EndOfStreamException($"{Name}: peer closed the connection after frame #{_frameReader.FramesRead}");
             }
+        }
+    }
+
+    private async ValueTask<ReadResult> ReadWithinAsync(CancellationTokenSource idle, CancellationToken ct)
+    {
+        var timeout = ReceiveIdleTimeout;
+        idle.CancelAfter(timeout);
+        try
+        {
+            return await _connection.Input.ReadAsync(idle.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            var message = $"{Name}: no bytes from the peer for {timeout.TotalSeconds:0.#} s (after frame #{_frameReader.FramesRead})";
+            Abort(message);
+            throw new TimeoutException(message);
+        }
+        finally
+        {
+            idle.CancelAfter(Timeout.InfiniteTimeSpan);
         }
     }
 

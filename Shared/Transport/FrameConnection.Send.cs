@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Shared.Transport;
@@ -18,7 +19,7 @@ public sealed partial class FrameConnection
         await _sendLock.WaitAsync(ct);
         try
         {
-            _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
+            Write(type, header, payload.Span);
             await FlushAsync(type, ct);
         }
         finally
@@ -27,12 +28,55 @@ public sealed partial class FrameConnection
         }
     }
 
+    private void Write<T>(FrameType type, T header, ReadOnlySpan<byte> payload)
+    {
+        try
+        {
+            _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // The socket loop completed the pipe (the peer reset or we aborted): say so, not "writing is not allowed".
+            throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "the peer went away"})", ex);
+        }
+    }
+
     private async ValueTask FlushAsync(FrameType type, CancellationToken ct)
     {
-        var flush = await _connection.Output.FlushAsync(ct);
+        var pending = _connection.Output.FlushAsync(ct);
+        var flush = pending.IsCompleted ? pending.Result : await WaitForProgressAsync(pending.AsTask(), type);
         if (flush.IsCanceled || flush.IsCompleted)
         {
             throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "peer stopped reading"})");
+        }
+    }
+
+    /// <summary>
+    /// A flush that waits is backpressure; one that waits <see cref="TransportOptions.WriteStallTimeout"/>
+    /// while the socket sends nothing at all means the peer stopped reading, and fails the connection.
+    /// </summary>
+    private async Task<FlushResult> WaitForProgressAsync(Task<FlushResult> flush, FrameType type)
+    {
+        var timeout = Options.WriteStallTimeout;
+        var sent = _connection.BytesSent;
+        while (true)
+        {
+            try
+            {
+                return await flush.WaitAsync(timeout);
+            }
+            catch (TimeoutException)
+            {
+                var now = _connection.BytesSent;
+                if (now == sent)
+                {
+                    var message = $"{Name}: the peer stopped reading: nothing sent for {timeout.TotalSeconds:0.#} s while sending {type}";
+                    // Wakes the flush (CancelPendingFlush) so no task is left waiting on a dead socket.
+                    Abort(message);
+                    throw new TimeoutException(message);
+                }
+                sent = now;
+            }
         }
     }
 
@@ -60,7 +104,7 @@ public sealed partial class FrameConnection
         {
             foreach (var (header, payload) in frames)
             {
-                _bytesWritten += _frameWriter.Write(_connection.Output, type, header, payload.Span);
+                Write(type, header, payload.Span);
             }
             await FlushAsync(type, ct);
         }

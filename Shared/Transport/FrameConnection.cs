@@ -28,6 +28,13 @@ public sealed partial class FrameConnection : IAsyncDisposable
         _frameReader = new FrameReader(options);
     }
 
+    /// <summary>
+    /// How long <see cref="ReceiveAsync"/> waits for the next byte before it fails with a
+    /// <see cref="TimeoutException"/>: <see cref="TransportOptions.IdleTimeout"/> on the bulk lane,
+    /// infinite on the demand lane, which is idle whenever no reader misses a chunk.
+    /// </summary>
+    public TimeSpan ReceiveIdleTimeout { get; private set; }
+
     public TransportOptions Options { get; }
 
     /// <summary>For logs: lane and peer, e.g. "bulk 127.0.0.1:40312".</summary>
@@ -63,6 +70,8 @@ public sealed partial class FrameConnection : IAsyncDisposable
     public static FrameConnection Accept(Socket socket, TransportOptions options, ILogger logger)
     {
         SocketConnection.SetRecommendedServerOptions(socket);
+        // Keepalive from the first byte: a peer that vanishes before its Hello is found too.
+        Tune(socket, Lane.Demand, options);
         return Wrap(socket, Lane.Bulk, options, logger);
     }
 
@@ -82,16 +91,27 @@ public sealed partial class FrameConnection : IAsyncDisposable
             minimumSegmentSize: 64 << 10,
             useSynchronizationContext: false);
         var connection = SocketConnection.Create(socket, sendOptions, receiveOptions, SocketConnectionOptions.None);
-        return new FrameConnection(connection, options, $"{lane.ToString().ToLowerInvariant()} {socket.RemoteEndPoint}", logger);
+        return new FrameConnection(connection, options, $"{lane.ToString().ToLowerInvariant()} {socket.RemoteEndPoint}", logger)
+        {
+            ReceiveIdleTimeout = IdleTimeoutOf(lane, options),
+        };
     }
 
+    private static TimeSpan IdleTimeoutOf(Lane lane, TransportOptions options) =>
+        lane == Lane.Bulk ? options.IdleTimeout : Timeout.InfiniteTimeSpan;
+
     /// <summary>
-    /// Socket options per lane. The bulk lane limits the kernel's unsent backlog (TCP_NOTSENT_LOWAT)
+    /// Socket options per lane. Every socket gets TCP keepalive (<see cref="TransportOptions.KeepAliveIdle"/>).
+    /// The bulk lane limits the kernel's unsent backlog (TCP_NOTSENT_LOWAT)
     /// so bytes already handed to the kernel do not build a queue that later traffic waits behind.
     /// </summary>
     public static void Tune(Socket socket, Lane lane, TransportOptions options)
     {
         socket.NoDelay = true;
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, Seconds(options.KeepAliveIdle));
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, Seconds(options.KeepAliveInterval));
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, options.KeepAliveProbes);
         if (lane == Lane.Bulk && options.BulkNotSentLowWatermark > 0 && OperatingSystem.IsLinux())
         {
             // IPPROTO_TCP = 6, TCP_NOTSENT_LOWAT = 25 (linux/tcp.h).
@@ -99,10 +119,14 @@ public sealed partial class FrameConnection : IAsyncDisposable
         }
     }
 
+    // The kernel takes whole seconds; at least 1, since 0 is rejected.
+    private static int Seconds(TimeSpan span) => (int)Math.Clamp(Math.Ceiling(span.TotalSeconds), 1, int.MaxValue);
+
     /// <summary>Called by the server once the peer's Hello says which lane this is.</summary>
     public void SetLane(Lane lane)
     {
         Name = $"{lane.ToString().ToLowerInvariant()} {RemoteEndPoint}";
+        ReceiveIdleTimeout = IdleTimeoutOf(lane, Options);
         Tune(_connection.Socket, lane, Options);
     }
 

@@ -76,7 +76,11 @@ public sealed partial class SinkSession : IAsyncDisposable
                 throw;
             }
             var inventory = store.GetInventory(upstream);
-            await SendInventoryAsync(bulk, inventory, ct);
+            // A source accepts at most one hash per offered chunk (more could not help); a store holding
+            // other snapshots may list more, and the hashes past that only lose some dedup. OfferRules
+            // bounded every object's chunk count, so the sum cannot overflow.
+            var offered = offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize));
+            await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), ct);
             SinkLog.SessionStarted(logger, sessionId, offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
 
@@ -119,23 +123,23 @@ public sealed partial class SinkSession : IAsyncDisposable
         }
     }
 
-    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, CancellationToken ct)
+    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, int total, CancellationToken ct)
     {
         const int perFrame = WireLimits.MaxInventoryHashesPerFrame;
-        var buffer = new byte[Math.Min(perFrame, Math.Max(1, inventory.Count)) * ChunkHash.Size];
+        var buffer = new byte[Math.Min(perFrame, Math.Max(1, total)) * ChunkHash.Size];
         var sent = 0;
         do
         {
-            var count = Math.Min(perFrame, inventory.Count - sent);
+            var count = Math.Min(perFrame, total - sent);
             for (var i = 0; i < count; i++)
             {
                 inventory[sent + i].Write(buffer.AsSpan(i * ChunkHash.Size));
             }
             sent += count;
-            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == inventory.Count },
+            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == total },
                 buffer.AsMemory(0, count * ChunkHash.Size), ct);
         }
-        while (sent < inventory.Count);
+        while (sent < total);
     }
 
     public async ValueTask DisposeAsync()

@@ -22,20 +22,16 @@ internal sealed class SourcePipeline
 {
     private readonly ISnapshotInput _input;
     private readonly SourceOptions _options;
-    private readonly HashSet<ChunkHash> _sinkHas;
-    private readonly HashSet<ChunkHash> _sentThisStream;
+    private readonly ChunkHashSet _sinkHas;
+    // Grows with the distinct chunks actually sent, not the snapshot's size (see ChunkHashSet).
+    private readonly ChunkHashSet _sentThisStream = new();
     private readonly Blake3.Hasher[] _rootHashers;
 
-    public SourcePipeline(ISnapshotInput input, SourceOptions options, HashSet<ChunkHash> sinkInventory)
+    public SourcePipeline(ISnapshotInput input, SourceOptions options, ChunkHashSet sinkInventory)
     {
         _input = input;
         _options = options;
         _sinkHas = sinkInventory;
-        // Sized once for every chunk the snapshot has (~40 bytes each): growing by doubling would put a
-        // new large-object-heap array per resize, and each triggers a blocking gen2 collection, which
-        // shows up as tens of ms in demand latency.
-        _sentThisStream = new HashSet<ChunkHash>((int)Math.Min(int.MaxValue / 2,
-            input.Offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize))));
         _rootHashers = [.. input.Offer.Objects.Select(_ => Blake3.Hasher.New())];
     }
 

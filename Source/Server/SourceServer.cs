@@ -23,6 +23,10 @@ public sealed class SourceServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, SourceSession> _sessions = new();
     private readonly CancellationTokenSource _stop = new();
+    // Connections not yet past their handshake (Hello, then offer + inventory for a bulk lane), by accept order.
+    private readonly ConcurrentDictionary<long, FrameConnection> _pending = new();
+    private long _accepted;
+    private int _streaming;
     private Socket? _listener;
 
     public SourceServer(ISnapshotInput input, SourceOptions options, TransportOptions transport, ILogger logger)
@@ -34,7 +38,11 @@ public sealed class SourceServer : IAsyncDisposable
         _logger = logger;
     }
 
-    /// <summary>Raised when a session ends, successfully or not (see <see cref="SourceSessionStats.Completed"/>).</summary>
+    /// <summary>
+    /// Raised when a session that took its sink's inventory and began streaming ends, successfully
+    /// or not (see <see cref="SourceSessionStats.Completed"/>). Connections refused before that
+    /// (a bad or silent handshake, too many sessions) are logged, not reported here.
+    /// </summary>
     public event Action<SourceSessionStats>? SessionEnded;
 
     /// <summary>Sessions currently running (for progress displays).</summary>
@@ -80,6 +88,45 @@ public sealed class SourceServer : IAsyncDisposable
     {
         var peer = socket.RemoteEndPoint?.ToString() ?? "?";
         await using var connection = FrameConnection.Accept(socket, _transport, _logger);
+        var ticket = Interlocked.Increment(ref _accepted);
+        _pending[ticket] = connection;
+        try
+        {
+            EvictOldestPending();
+            await ServeAsync(connection, peer, ticket, ct);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Already logged by the session with its close reason; one bad peer never stops the server.
+            connection.Abort(ex.Message);
+        }
+        finally
+        {
+            _pending.TryRemove(ticket, out _);
+        }
+    }
+
+    /// <summary>
+    /// Keeps at most <see cref="SourceOptions.MaxPendingConnections"/> connections in their
+    /// handshake by dropping the oldest: a real sink is through its handshake in milliseconds, so
+    /// the connections that are old here are the ones that stay silent.
+    /// </summary>
+    private void EvictOldestPending()
+    {
+        while (_pending.Count > _options.MaxPendingConnections)
+        {
+            var oldest = _pending.Keys.DefaultIfEmpty(long.MaxValue).Min();
+            if (_pending.TryRemove(oldest, out var victim))
+            {
+                var reason = $"dropped: more than {_options.MaxPendingConnections} connections in their handshake, and this one the oldest";
+                SourceLog.ConnectionRefused(_logger, victim.RemoteEndPoint?.ToString() ?? "?", reason);
+                victim.Abort(reason);
+            }
+        }
+    }
+
+    private async Task ServeAsync(FrameConnection connection, string peer, long ticket, CancellationToken ct)
+    {
         HelloMessage hello;
         try
         {
@@ -95,6 +142,11 @@ public sealed class SourceServer : IAsyncDisposable
             {
                 throw new ProtocolViolationException(ProtocolError.MalformedHeader, "Hello without a valid session id");
             }
+            if (hello.Lane == Lane.Bulk && Volatile.Read(ref _streaming) >= _options.MaxSessions)
+            {
+                throw new ProtocolViolationException(ProtocolError.TooManySessions,
+                    $"this source already streams to {_options.MaxSessions} sinks, its maximum; try again later");
+            }
             connection.SetLane(hello.Lane);
             await connection.SendAsync(FrameType.Hello,
                 new HelloMessage { Role = "source", Lane = hello.Lane, SessionId = hello.SessionId, PeerName = Environment.MachineName },
@@ -106,47 +158,84 @@ public sealed class SourceServer : IAsyncDisposable
             await connection.FailAsync(ex.Code, ex.Message);
             return;
         }
-        catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException or IOException or SocketException)
+        catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException or IOException or SocketException or TimeoutException)
         {
             SourceLog.ConnectionRefused(_logger, peer, $"handshake did not complete: {ex.Message}");
             return;
         }
 
+        if (hello.Lane == Lane.Bulk)
+        {
+            await ServeBulkAsync(connection, hello.SessionId, peer, ticket, ct);
+        }
+        else if (_sessions.TryGetValue(hello.SessionId, out var session) && session.TryClaimDemandLane())
+        {
+            // Bounded by its session from here on: one demand lane per session, closed when the session ends.
+            _pending.TryRemove(ticket, out _);
+            SourceLog.DemandLaneAttached(_logger, hello.SessionId, peer);
+            await session.RunDemandAsync(connection);
+        }
+        else
+        {
+            var reason = session is null ? $"no bulk session {hello.SessionId} on this source" : $"session {hello.SessionId} has its demand lane already";
+            SourceLog.ConnectionRefused(_logger, peer, reason);
+            await connection.FailAsync(ProtocolError.UnknownSession, reason);
+        }
+    }
+
+    private async Task ServeBulkAsync(FrameConnection connection, string sessionId, string peer, long ticket, CancellationToken ct)
+    {
+        var session = new SourceSession(sessionId, _input, _options, _logger, ct);
+        if (!_sessions.TryAdd(sessionId, session))
+        {
+            await connection.FailAsync(ProtocolError.UnknownSession, $"session {sessionId} is already running");
+            return;
+        }
+        var streaming = false;
         try
         {
-            if (hello.Lane == Lane.Bulk)
+            try
             {
-                var session = new SourceSession(hello.SessionId, _input, _options, _logger, ct);
-                if (!_sessions.TryAdd(hello.SessionId, session))
-                {
-                    await connection.FailAsync(ProtocolError.UnknownSession, $"session {hello.SessionId} is already running");
-                    return;
-                }
-                try
-                {
-                    await session.RunBulkAsync(connection);
-                }
-                finally
-                {
-                    _sessions.TryRemove(hello.SessionId, out _);
-                    SessionEnded?.Invoke(session.Stats);
-                }
+                await session.OpenAsync(connection);
             }
-            else if (_sessions.TryGetValue(hello.SessionId, out var session))
+            catch (ProtocolViolationException ex)
             {
-                SourceLog.DemandLaneAttached(_logger, hello.SessionId, peer);
-                await session.RunDemandAsync(connection);
+                SourceLog.ConnectionRefused(_logger, peer, $"session {sessionId}: {ex.Message}");
+                if (ex.Code != ProtocolError.PeerError)
+                {
+                    await connection.FailAsync(ex.Code, ex.Message);
+                }
+                return;
             }
-            else
+            catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException or IOException or SocketException or TimeoutException)
             {
-                SourceLog.ConnectionRefused(_logger, peer, $"demand lane for unknown session {hello.SessionId}");
-                await connection.FailAsync(ProtocolError.UnknownSession, $"no bulk session {hello.SessionId} on this source");
+                SourceLog.ConnectionRefused(_logger, peer, $"session {sessionId} did not send its inventory: {ex.Message}");
+                return;
             }
+
+            // The inventory is in: this is a session now, no longer a pending connection.
+            _pending.TryRemove(ticket, out _);
+            if (Interlocked.Increment(ref _streaming) > _options.MaxSessions)
+            {
+                Interlocked.Decrement(ref _streaming);
+                var reason = $"this source already streams to {_options.MaxSessions} sinks, its maximum; try again later";
+                SourceLog.ConnectionRefused(_logger, peer, $"session {sessionId}: {reason}");
+                await connection.FailAsync(ProtocolError.TooManySessions, reason);
+                return;
+            }
+            streaming = true;
+            await session.RunBulkAsync(connection);
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        finally
         {
-            // Already logged by the session with its close reason; one bad peer never stops the server.
-            connection.Abort(ex.Message);
+            // A demand lane that attached to a session which never streamed is closed with it.
+            _sessions.TryRemove(sessionId, out _);
+            session.Close("session ended");
+            if (streaming)
+            {
+                Interlocked.Decrement(ref _streaming);
+                SessionEnded?.Invoke(session.Stats);
+            }
         }
     }
 

@@ -11,19 +11,39 @@ namespace StreamClone.Source.Server;
 
 public sealed partial class SourceSession
 {
-    private HashSet<ChunkHash> _sinkInventory = [];
+    // Replaced by an empty set when the session ends, so a finished session that something still
+    // references (a progress display, a late demand lane) does not pin the sink's inventory.
+    private ChunkHashSet _sinkInventory = new();
 
-    /// <summary>Runs the bulk lane to the end: offer, inventory, the graph's batches, completion, the sink's acknowledgement.</summary>
+    /// <summary>
+    /// The session's own handshake: sends the offer and takes the sink's inventory, all within
+    /// <see cref="TransportOptions.InventoryTimeout"/>. The session streams only after this.
+    /// </summary>
+    internal async Task OpenAsync(FrameConnection bulk)
+    {
+        var timeout = bulk.Options.InventoryTimeout;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            await bulk.SendAsync(FrameType.SnapshotOffer, _input.Offer, ReadOnlyMemory<byte>.Empty, deadline.Token);
+            _sinkInventory = await ReceiveInventoryAsync(bulk, deadline.Token);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !_stop.IsCancellationRequested)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.LimitExceeded, $"the inventory was not complete within {timeout.TotalSeconds:0.#} s of the offer");
+        }
+        Stats.InventoryHashes = _sinkInventory.Count;
+        SourceLog.SessionStarted(_logger, SessionId, bulk.RemoteEndPoint?.ToString() ?? "?", _sinkInventory.Count);
+    }
+
+    /// <summary>Runs the bulk lane to the end (after <see cref="OpenAsync"/>): the graph's batches, completion, the sink's acknowledgement.</summary>
     internal async Task RunBulkAsync(FrameConnection bulk)
     {
         var ct = _stop.Token;
         var clock = Stopwatch.StartNew();
         try
         {
-            await bulk.SendAsync(FrameType.SnapshotOffer, _input.Offer, ReadOnlyMemory<byte>.Empty, ct);
-            _sinkInventory = await ReceiveInventoryAsync(bulk, ct);
-            SourceLog.SessionStarted(_logger, SessionId, bulk.RemoteEndPoint?.ToString() ?? "?", _sinkInventory.Count);
-
             var pipeline = new SourcePipeline(_input, _options, _sinkInventory);
             var run = pipeline.RunAsync(ct);
             var send = SendBatchesAsync(bulk, pipeline.Output, ct);
@@ -53,9 +73,10 @@ public sealed partial class SourceSession
             {
                 await bulk.FailAsync(pv.Code, pv.Message);
             }
-            else if (ex is not OperationCanceledException and not ProtocolViolationException)
+            else if (ex is not OperationCanceledException and not ProtocolViolationException and not TimeoutException)
             {
                 // The snapshot could not be read (a live VM's migration stream failed): tell the sink why, not just hang up.
+                // (A timeout has closed the connection already: the peer stopped reading or went silent.)
                 var reason = ex is AggregateException { InnerException: { } inner } ? inner.Message : ex.Message;
                 await bulk.FailAsync(ProtocolError.IncompleteSnapshot, $"the source cannot deliver snapshot {_input.Offer.SnapshotId}: {reason}");
             }
@@ -66,13 +87,24 @@ public sealed partial class SourceSession
             Stats.Seconds = clock.Elapsed.TotalSeconds;
             Stats.WireBytes = bulk.BytesSent + (_demandLane?.BytesSent ?? 0);
             Stop("session ended");
+            _sinkInventory = new();
         }
         SourceLog.SessionCompleted(_logger, SessionId, Stats.InputBytes, Stats.Seconds, Stats.WireBytes, Stats.DemandRequests);
     }
 
-    private static async Task<HashSet<ChunkHash>> ReceiveInventoryAsync(FrameConnection bulk, CancellationToken ct)
+    /// <summary>
+    /// Inventory frames until one says Last. The whole inventory may list at most as many hashes as
+    /// the offer has chunks (more cannot help the sink: each chunk needs at most one hash), each
+    /// frame at most <see cref="WireLimits.MaxInventoryHashesPerFrame"/>; beyond either the peer is
+    /// cut off. Of those, <see cref="SourceOptions.MaxInventoryHashes"/> are kept (a policy bound on
+    /// memory; the rest only cost the sink bandwidth it would have saved).
+    /// </summary>
+    private async Task<ChunkHashSet> ReceiveInventoryAsync(FrameConnection bulk, CancellationToken ct)
     {
-        var inventory = new HashSet<ChunkHash>();
+        var offered = _input.Offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize));
+        var keep = _options.MaxInventoryHashes;
+        var inventory = new ChunkHashSet();
+        long listed = 0;
         await bulk.ReceiveAsync(frame =>
         {
             if (frame.Type != FrameType.Inventory)
@@ -85,9 +117,20 @@ public sealed partial class SourceSession
                 ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader,
                     $"inventory frame says {message.Count} hashes but carries {frame.Payload.Length} bytes");
             }
+            if (message.Count > WireLimits.MaxInventoryHashesPerFrame)
+            {
+                ThrowHelper.ThrowProtocol(ProtocolError.LimitExceeded,
+                    $"inventory frame of {message.Count} hashes, more than the {WireLimits.MaxInventoryHashesPerFrame} allowed per frame");
+            }
+            listed += message.Count;
+            if (listed > offered)
+            {
+                ThrowHelper.ThrowProtocol(ProtocolError.LimitExceeded,
+                    $"the inventory lists {listed} hashes so far, more than the {offered} chunks of the offer");
+            }
             Span<byte> one = stackalloc byte[ChunkHash.Size];
             var payload = frame.Payload;
-            for (var i = 0; i < message.Count; i++)
+            for (var i = 0; i < message.Count && inventory.Count < keep; i++)
             {
                 payload.Slice(i * ChunkHash.Size, ChunkHash.Size).CopyTo(one);
                 inventory.Add(ChunkHash.Read(one));

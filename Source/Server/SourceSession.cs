@@ -16,6 +16,7 @@ public sealed partial class SourceSession
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop;
     private FrameConnection? _demandLane;
+    private int _demandLaneClaimed;
 
     internal SourceSession(string sessionId, ISnapshotInput input, SourceOptions options, ILogger logger, CancellationToken serverToken)
     {
@@ -30,6 +31,20 @@ public sealed partial class SourceSession
     public string SessionId { get; }
 
     public SourceSessionStats Stats { get; }
+
+    /// <summary>True for the first demand lane of this session only: a sink needs one, and each is a socket held open.</summary>
+    internal bool TryClaimDemandLane() => Interlocked.Exchange(ref _demandLaneClaimed, 1) == 0;
+
+    /// <summary>
+    /// Stops the session for good and unlinks it from the server's token: a linked token source
+    /// stays registered on its parent until disposed, so every connection that ever said Hello
+    /// would otherwise leave a registration behind for the server's lifetime.
+    /// </summary>
+    internal void Close(string reason)
+    {
+        Stop(reason);
+        _stop.Dispose();
+    }
 
     /// <summary>Stops both lanes (first cause is recorded by each connection). Never throws.</summary>
     internal void Stop(string reason)

@@ -13,6 +13,9 @@ public sealed class SourceSessionStats
     public bool Completed { get; set; }
     public string? Error { get; set; }
 
+    /// <summary>Hashes of the sink's inventory this session kept (at most SourceOptions.MaxInventoryHashes).</summary>
+    public long InventoryHashes { get; set; }
+
     public long InputBytes => Interlocked.Read(ref _inputBytes);
     public long Chunks => Interlocked.Read(ref _chunks);
     public long ZeroChunks => Interlocked.Read(ref _zeroChunks);

@@ -10,23 +10,36 @@ namespace StreamClone.Tests.Integration.Infrastructure;
 /// <summary>
 /// A hand-made peer on one loopback connection: it writes frames with the real frame writer and
 /// reads them with the real frame reader, but sends whatever the test tells it to, in any order, so
-/// a test can play a peer that follows the framing exactly while lying in what the frames say.
+/// a test can play a peer that follows the framing exactly while lying in what the frames say, or
+/// one that goes silent, stops reading or floods where a real peer never would.
 /// </summary>
 public sealed class RawFramePeer(Socket socket) : IAsyncDisposable, IDisposable
 {
+    public Socket Socket { get; } = socket;
+
     private readonly FrameWriter _writer = new();
     private readonly FrameReader _reader = new(TransportOptions.Default);
     private readonly ArrayBufferWriter<byte> _received = new();
     private int _consumed;
 
-    public static async Task<RawFramePeer> ConnectAsync(IPEndPoint endPoint, CancellationToken ct)
+    /// <summary>Connects; a small <paramref name="receiveBuffer"/> makes a peer that stops reading close its TCP window soon.</summary>
+    public static async Task<RawFramePeer> ConnectAsync(IPEndPoint endPoint, CancellationToken ct, int? receiveBuffer = null)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (receiveBuffer is { } size)
+        {
+            socket.ReceiveBufferSize = size;
+        }
         await socket.ConnectAsync(endPoint, ct);
         return new RawFramePeer(socket);
     }
 
-    public Task SendAsync<T>(FrameType type, T header, CancellationToken ct) => SendAsync(type, header, ReadOnlyMemory<byte>.Empty, ct);
+    public static RawFramePeer Wrap(Socket socket) => new(socket);
+
+    public Task SendHelloAsync(string sessionId, Lane lane = Lane.Bulk, CancellationToken ct = default) =>
+        SendAsync(FrameType.Hello, new HelloMessage { Role = "sink", Lane = lane, SessionId = sessionId }, ct);
+
+    public Task SendAsync<T>(FrameType type, T header, CancellationToken ct = default) => SendAsync(type, header, ReadOnlyMemory<byte>.Empty, ct);
 
     public Task SendAsync<T>(FrameType type, T header, ReadOnlyMemory<byte> payload, CancellationToken ct) =>
         SendFramesAsync((writer, output) =>
@@ -40,7 +53,7 @@ public sealed class RawFramePeer(Socket socket) : IAsyncDisposable, IDisposable
     {
         var output = new ArrayBufferWriter<byte>();
         await write(_writer, output);
-        await socket.SendAsync(output.WrittenMemory, SocketFlags.None, ct);
+        await Socket.SendAsync(output.WrittenMemory, SocketFlags.None, ct);
     }
 
     /// <summary>The next whole frame (its header and payload copied out), or null when the peer closed or reset.</summary>
@@ -59,7 +72,7 @@ public sealed class RawFramePeer(Socket socket) : IAsyncDisposable, IDisposable
             int read;
             try
             {
-                read = await socket.ReceiveAsync(_received.GetMemory(64 << 10), SocketFlags.None, ct);
+                read = await Socket.ReceiveAsync(_received.GetMemory(64 << 10), SocketFlags.None, ct);
             }
             catch (SocketException)
             {
@@ -95,11 +108,49 @@ public sealed class RawFramePeer(Socket socket) : IAsyncDisposable, IDisposable
         }
     }
 
-    public void Dispose() => socket.Dispose();
+    /// <summary>The next frame, which must be of <paramref name="expected"/> type (an Error frame fails the test with its text).</summary>
+    public async Task<T> ReadHeaderAsync<T>(FrameType expected, CancellationToken ct)
+    {
+        var frame = await ReceiveAsync(ct) ?? throw new EndOfStreamException("the peer closed the connection");
+        Assert.True(frame.Type == expected,
+            $"expected {expected}, got {frame.Type}{(frame.Type == FrameType.Error ? ": " + frame.DecodeHeader<ErrorMessage>().Message : "")}");
+        return frame.DecodeHeader<T>();
+    }
+
+    /// <summary>Reads frames until an Error frame (returned) or the end of the stream (null).</summary>
+    public async Task<ErrorMessage?> ReadErrorAsync(CancellationToken ct)
+    {
+        while (await ReceiveAsync(ct) is { } frame)
+        {
+            if (frame.Type == FrameType.Error)
+            {
+                return frame.DecodeHeader<ErrorMessage>();
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Completes when the other side has closed the connection (FIN or RST), discarding whatever it sent.</summary>
+    public async Task WaitClosedAsync(CancellationToken ct)
+    {
+        var discard = new byte[64 << 10];
+        try
+        {
+            while (await Socket.ReceiveAsync(discard, SocketFlags.None, ct) > 0)
+            {
+            }
+        }
+        catch (SocketException)
+        {
+            // Reset: closed just the same.
+        }
+    }
+
+    public void Dispose() => Socket.Dispose();
 
     public ValueTask DisposeAsync()
     {
-        socket.Dispose();
+        Socket.Dispose();
         return ValueTask.CompletedTask;
     }
 }
