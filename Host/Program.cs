@@ -25,7 +25,9 @@ root.Subcommands.Add(RestoreCommand.Create());
 // and exit code 1; the details are already in the log. Anything else keeps its stack trace.
 try
 {
-    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    // Ctrl+C cancels the command's token and waits for it to finish: `bench chaos` then kills its
+    // children and unmounts its tmpfs. The 2 s default would exit mid-cleanup and leave mounts behind.
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
 }
 catch (Exception ex) when (ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
     or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
