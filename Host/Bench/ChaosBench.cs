@@ -78,6 +78,7 @@ internal static class ChaosBench
             ["hangs"] = results.Count(r => r.Outcome == Hang),
             ["unclear_failures"] = results.Count(r => r.Outcome == UnclearFailure),
             ["stack_traces"] = results.Count(r => r.StackTrace),
+            ["faults_applied"] = results.Count(r => r.Applied),
             ["faults"] = kinds.OrderBy(k => k).ToDictionary(ChaosPlan.Key, k => results.Count(r => r.Fault == ChaosPlan.Key(k))),
             ["outcomes"] = results.GroupBy(r => r.Fault).OrderBy(g => g.Key, StringComparer.Ordinal)
                 .ToDictionary(g => g.Key, g => g.GroupBy(r => r.Outcome).OrderBy(o => o.Key, StringComparer.Ordinal).ToDictionary(o => o.Key, o => o.Count())),
@@ -105,8 +106,8 @@ internal static class ChaosBench
             var check = await ChaosCheck.CheckStoreAsync(run.Store, run.SnapshotId, settings.Image, ct);
             if (!run.SinkSucceeded || !check.Complete || check.WrongChunks != 0)
             {
-                throw new InvalidOperationException(
-                    $"the fault-free reference run did not produce an identical copy:\n{string.Join('\n', run.Stderr)}");
+                throw new ChaosBenchException(
+                    $"the fault-free reference run did not produce an identical copy ({run.Hang ?? run.LastSinkFailure?.LastLine ?? "copy differs"})");
             }
             return new ChaosReference(Bytes(1, ProxyDirection.Downstream), Bytes(1, ProxyDirection.Upstream),
                 Bytes(2, ProxyDirection.Downstream), Bytes(2, ProxyDirection.Upstream),
@@ -143,13 +144,14 @@ internal static class ChaosBench
             bool? inspectClean = check.Readable && Directory.Exists(run.Store) ? await InspectVerifyAsync(run.Store, ct) : null;
             var stackTrace = run.Stderr.Any(ChaosCheck.HasStackTrace);
             string outcome;
-            if (run.Hang is not null)
-            {
-                outcome = Hang;
-            }
-            else if (check.WrongChunks > 0 || (run.SinkSucceeded && !copySame))
+            // Wrong bytes first: a run that also hung must not hide them.
+            if (check.WrongChunks > 0 || (run.SinkSucceeded && !copySame))
             {
                 outcome = WrongBytes;
+            }
+            else if (run.Hang is not null)
+            {
+                outcome = Hang;
             }
             else if (run.SinkSucceeded && check.Complete && copySame)
             {
@@ -210,3 +212,6 @@ internal static class ChaosBench
         }
     }
 }
+
+/// <summary>The bench itself cannot run (the fault-free reference failed, nothing to run): one line, exit 1.</summary>
+internal sealed class ChaosBenchException(string message) : Exception(message);

@@ -70,7 +70,19 @@ internal sealed partial class ChaosRun : IAsyncDisposable
 
     public IReadOnlyList<ChaosExit> Exits => _exits;
 
-    public IReadOnlyList<string> Events => _events;
+    public IReadOnlyList<string> Events
+    {
+        get { lock (_events) { return [.. _events]; } }
+    }
+
+    // The fault task and the supervisor both note events.
+    private void AddEvent(string text)
+    {
+        lock (_events)
+        {
+            _events.Add(text);
+        }
+    }
 
     public bool Applied => _applied || (_proxy?.History.Any(c => c.Faults.Any(f => f.Applied)) ?? false);
 
@@ -87,7 +99,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
         {
             var size = Math.Max(64L << 10, (long)(_reference!.StoreBytes * _plan.DiskFraction));
             _mount = await TmpfsMount.MountAsync(Store, size, ct);
-            _events.Add($"store on tmpfs of {size} bytes");
+            AddEvent($"store on tmpfs of {size} bytes");
         }
         var port = await StartSourceAsync(ct);
         _proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, port));
@@ -154,14 +166,14 @@ internal sealed partial class ChaosRun : IAsyncDisposable
                 var lane = Proxy.History.FirstOrDefault(c => c.Number == (int)_plan.Lane);
                 if (lane is null)
                 {
-                    _events.Add($"{_plan.Lane} lane not open at the moment: nothing to cut");
+                    AddEvent($"{_plan.Lane} lane not open at the moment: nothing to cut");
                     return;
                 }
                 lane.Close(_plan.Reset);
                 break;
         }
         _applied = true;
-        _events.Add($"{ChaosPlan.Key(_plan.Fault)} applied at {Proxy.History[0].BytesRead(ProxyDirection.Downstream)} bulk bytes");
+        AddEvent($"{ChaosPlan.Key(_plan.Fault)} applied at {Proxy.History[0].BytesRead(ProxyDirection.Downstream)} bulk bytes");
     }
 
     private void Kill(ChildProcess process)
@@ -241,11 +253,11 @@ internal sealed partial class ChaosRun : IAsyncDisposable
                 RecordExit(_source, isSink: false);
                 if (_sourceStarts > _settings.MaxRestarts)
                 {
-                    _events.Add("source out of restarts");
+                    AddEvent("source out of restarts");
                     return;
                 }
                 Proxy.Target = new IPEndPoint(IPAddress.Loopback, await StartSourceAsync(ct));
-                _events.Add($"restarted the source ({_source.Name})");
+                AddEvent($"restarted the source ({_source.Name})");
                 progress.Restart();
             }
             if (_sink.HasExited)
@@ -260,7 +272,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
                 }
                 if (_sinkStarts > _settings.MaxRestarts)
                 {
-                    _events.Add("sink out of restarts");
+                    AddEvent("sink out of restarts");
                     return;
                 }
                 if (_mount is not null && !exit.KilledByBench)
@@ -268,10 +280,10 @@ internal sealed partial class ChaosRun : IAsyncDisposable
                     // The operator makes room, then the sink resumes what it stored.
                     _applied = true;
                     await _mount.ResizeAsync(Math.Max(_reference!.StoreBytes * 2, 64L << 20), ct);
-                    _events.Add("made room on the store's tmpfs");
+                    AddEvent("made room on the store's tmpfs");
                 }
                 StartSink();
-                _events.Add($"restarted the sink ({_sink.Name})");
+                AddEvent($"restarted the sink ({_sink.Name})");
                 progress.Restart();
             }
 

@@ -29,9 +29,10 @@ internal static class BenchCommand
             Description = "Fault kinds to draw from (default all): " + string.Join(", ", Enum.GetValues<ChaosFault>().Select(ChaosPlan.Key)) + ".",
             AllowMultipleArgumentsPerToken = true,
         };
-        // 60 s: longer than any idle timeout a stalled peer should meet before it gives up with an error.
-        var hangTimeout = new Option<double>("--hang-timeout") { DefaultValueFactory = _ => 60, Description = "Seconds with no progress (bytes through the proxy, chunks journaled) and no exit before a run counts as a hang." };
-        var runTimeout = new Option<double>("--run-timeout") { DefaultValueFactory = _ => 300, Description = "Seconds a run may take at most, progress or not, before it counts as a hang." };
+        // 120 s: twice the 60 s a peer may stay silent or stop reading before the transport gives up
+        // with an error (idle and write-stall timeouts), so a stall that ends in a clear error is never called a hang.
+        var hangTimeout = new Option<double>("--hang-timeout") { DefaultValueFactory = _ => 120, Description = "Seconds with no progress (bytes through the proxy, chunks journaled) and no exit before a run counts as a hang." };
+        var runTimeout = new Option<double>("--run-timeout") { DefaultValueFactory = _ => 600, Description = "Seconds a run may take at most, progress or not, before it counts as a hang." };
         var restarts = new Option<int>("--restarts") { DefaultValueFactory = _ => 3, Description = "Times the supervisor restarts a failed or killed process per run." };
         var probeReads = new Option<int>("--probe-reads") { DefaultValueFactory = _ => 16, Description = "Demand reads each sink issues beside the bulk stream (traffic on the demand lane)." };
         var verbose = new Option<bool>("--verbose") { Description = "Include every run's details (plan, exits, events, stderr excerpts) in the output." };
@@ -64,8 +65,18 @@ internal static class BenchCommand
             {
                 var settings = new ChaosSettings("", work, TimeSpan.FromSeconds(r.GetValue(hangTimeout)), TimeSpan.FromSeconds(r.GetValue(runTimeout)),
                     r.GetValue(restarts), r.GetValue(probeReads));
-                var (report, results) = await ChaosBench.RunAsync(r.GetValue(runs), r.GetValue(seed), SizeParser.Parse(r.GetValue(size)!), kinds, settings,
+                Dictionary<string, object?> report;
+                List<ChaosRunResult> results;
+                try
+                {
+                    (report, results) = await ChaosBench.RunAsync(r.GetValue(runs), r.GetValue(seed), SizeParser.Parse(r.GetValue(size)!), kinds, settings,
                     line => Console.Error.WriteLine(line), ct);
+                }
+                catch (ChaosBenchException ex)
+                {
+                    Console.Error.WriteLine($"bench chaos: {ex.Message}");
+                    return 1;
+                }
                 if (r.GetValue(details) is { } detailsPath)
                 {
                     await File.WriteAllTextAsync(detailsPath, JsonSerializer.Serialize(results, HostServices.Json), ct);
