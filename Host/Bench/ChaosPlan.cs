@@ -89,7 +89,10 @@ internal sealed record ChaosPlan(ChaosFault Fault, ChaosLane Lane, ProxyDirectio
         }
         // Up to 95% of the reference bytes, so the moment comes before a fault-free run would end.
         var offset = random.NextInt64(Math.Max(1, (long)(laneBytes * 0.95)));
-        var length = 1 + random.Next(16 << 10);
+        // Ranges fit in what is left of the lane, so a duplicate or swap ends before the stream does
+        // (a sink's upstream carries a few hundred bytes; its downstream megabytes).
+        var room = Math.Max(1, (laneBytes - offset) / (fault == ChaosFault.ReorderBytes ? 2 : 1));
+        var length = 1 + random.Next((int)Math.Min(16 << 10, room));
         return new ChaosPlan(fault, lane, direction, offset, length, random.Next(2) == 0, 0.2 + (0.6 * random.NextDouble()));
     }
 }
