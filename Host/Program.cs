@@ -22,14 +22,14 @@ root.Subcommands.Add(VmCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
 
 // Every failure ends the command with one line on stderr and a non-zero exit: the log's line when a
-// session already logged its close reason (FailureReport), else this one. Expected ones (a bad peer, a full disk, a missing file) exit 1; anything else
-// exits 2 and names its type, and STREAMCLONE_STACKTRACE=1 prints the whole exception for a bug report.
+// session already logged its close reason (FailureReport), else this one. Expected ones (a bad peer, a full disk,
+// a missing file) exit 1; anything else exits 2 and names its type, and STREAMCLONE_STACKTRACE=1 prints the whole exception for a bug report.
 // Parallel stages that fail together surface as (nested) AggregateExceptions: the first cause is the reason.
 try
 {
     // Ctrl+C / SIGTERM cancel the command and wait this long for it to clean up before the process is ended: a live
-    // source must remove its disk views from the VM (QMP round trips, a few ms each, but QEMU may be slow under load);
-    // the default 2 s ended the process before that ran.
+    // source must remove its disk views from the VM (QMP round trips, a few ms each, but QEMU may be slow under load)
+    // and `bench chaos` kills its children and unmounts its tmpfs; the default 2 s ended the process before that ran.
     return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromSeconds(30) });
 }
 catch (Exception caught)

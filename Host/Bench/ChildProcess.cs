@@ -70,6 +70,16 @@ internal sealed class ChildProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>Exit code once <see cref="HasExited"/>; 137 after a SIGKILL.</summary>
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Completes when the process exited and its output was read to the end.</summary>
+    public async Task ExitedAsync(CancellationToken ct)
+    {
+        await _process.WaitForExitAsync(ct);
+        _process.WaitForExit();
+    }
+
     public string StandardOutput
     {
         get

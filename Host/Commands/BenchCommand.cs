@@ -15,6 +15,96 @@ internal static class BenchCommand
         var command = new Command("bench", "Repeatable benchmarks that print figures (JSON with --json).");
         command.Subcommands.Add(CreatePipeline());
         command.Subcommands.Add(CreateSnapshot());
+        command.Subcommands.Add(CreateChaos());
+        return command;
+    }
+
+    private static Command CreateChaos()
+    {
+        var runs = new Option<int>("--runs") { DefaultValueFactory = _ => 30, Description = "Runs, each with one random fault at a random moment." };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "Seeds the image and every run's fault: the same seed replays the same faults." };
+        var size = new Option<string>("--size") { DefaultValueFactory = _ => "64M", Description = "Size of the memory-like image streamed in every run." };
+        var faults = new Option<string[]>("--faults")
+        {
+            Description = "Fault kinds to draw from (default all): " + string.Join(", ", Enum.GetValues<ChaosFault>().Select(ChaosPlan.Key)) + ".",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        // 120 s: twice the 60 s a peer may stay silent or stop reading before the transport gives up
+        // with an error (idle and write-stall timeouts), so a stall that ends in a clear error is never called a hang.
+        var hangTimeout = new Option<double>("--hang-timeout") { DefaultValueFactory = _ => 120, Description = "Seconds with no progress (bytes through the proxy, chunks journaled) and no exit before a run counts as a hang." };
+        var runTimeout = new Option<double>("--run-timeout") { DefaultValueFactory = _ => 600, Description = "Seconds a run may take at most, progress or not, before it counts as a hang." };
+        var restarts = new Option<int>("--restarts") { DefaultValueFactory = _ => 3, Description = "Times the supervisor restarts a failed or killed process per run." };
+        var probeReads = new Option<int>("--probe-reads") { DefaultValueFactory = _ => 16, Description = "Demand reads each sink issues beside the bulk stream (traffic on the demand lane)." };
+        var verbose = new Option<bool>("--verbose") { Description = "Include every run's details (plan, exits, events, stderr excerpts) in the output." };
+        var details = new Option<string?>("--details") { Description = "Write every run's details as JSON to this file." };
+        var workDir = new Option<string?>("--work-dir") { Description = "Where images and stores go (default: a temp dir, deleted afterwards)." };
+        var json = CommonOptions.Json();
+        var command = new Command("chaos", "Source and sink processes through the fault proxy: kills, corrupted/dropped/duplicated/reordered bytes, cut lanes, a full disk, a peer that stops reading; recover, then check the store byte for byte. Prints runs, identical, clear_failures, wrong_bytes, hangs.")
+        {
+            runs, seed, size, faults, hangTimeout, runTimeout, restarts, probeReads, verbose, details, workDir, json,
+        };
+        command.SetAction(async (r, ct) =>
+        {
+            var kinds = new List<ChaosFault>();
+            foreach (var name in (r.GetValue(faults) ?? []).SelectMany(f => f.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+            {
+                if (!ChaosPlan.TryParse(name, out var kind))
+                {
+                    Console.Error.WriteLine($"bench chaos: unknown fault '{name}'");
+                    return 2;
+                }
+                kinds.Add(kind);
+            }
+            if (kinds.Count == 0)
+            {
+                kinds.AddRange(Enum.GetValues<ChaosFault>());
+            }
+            var work = r.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-chaos-{Guid.NewGuid():N}");
+            var asJson = r.GetValue(json);
+            try
+            {
+                var settings = new ChaosSettings("", work, TimeSpan.FromSeconds(r.GetValue(hangTimeout)), TimeSpan.FromSeconds(r.GetValue(runTimeout)),
+                    r.GetValue(restarts), r.GetValue(probeReads));
+                Dictionary<string, object?> report;
+                List<ChaosRunResult> results;
+                try
+                {
+                    (report, results) = await ChaosBench.RunAsync(r.GetValue(runs), r.GetValue(seed), SizeParser.Parse(r.GetValue(size)!), kinds, settings,
+                    line => Console.Error.WriteLine(line), ct);
+                }
+                catch (ChaosBenchException ex)
+                {
+                    Console.Error.WriteLine($"bench chaos: {ex.Message}");
+                    return 1;
+                }
+                if (r.GetValue(details) is { } detailsPath)
+                {
+                    await File.WriteAllTextAsync(detailsPath, JsonSerializer.Serialize(results, HostServices.Json), ct);
+                }
+                if (r.GetValue(verbose))
+                {
+                    report["details"] = results;
+                }
+                if (asJson)
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(report, HostServices.Json));
+                }
+                else
+                {
+                    WriteTable(report);
+                }
+                var ok = (int)report["wrong_bytes"]! == 0 && (int)report["hangs"]! == 0
+                    && (int)report["identical"]! + (int)report["clear_failures"]! == (int)report["runs"]!;
+                return ok ? 0 : 1;
+            }
+            finally
+            {
+                if (r.GetValue(workDir) is null && Directory.Exists(work))
+                {
+                    Directory.Delete(work, recursive: true);
+                }
+            }
+        });
         return command;
     }
 

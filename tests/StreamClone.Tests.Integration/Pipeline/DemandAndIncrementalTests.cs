@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Perf;
+using StreamClone.Perf.Faults;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Sink;

@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Perf.Faults;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
@@ -118,7 +119,7 @@ public class DemandLaneTests
         var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         using var stop = new CancellationTokenSource(Guard);
         var serving = server.RunAsync(stop.Token);
-        var proxy = new FaultProxy(endPoint);
+        await using var proxy = new FaultProxy(endPoint);
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
         await using var session = await SinkSession.ConnectAsync(proxy.EndPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
 
@@ -126,7 +127,7 @@ public class DemandLaneTests
         await input.DemandReadStarted.WaitAsync(stop.Token);
         Assert.False(read.IsCompleted);
         // Cuts both lanes; the bulk loop is not running, so only the demand lane's reader can notice.
-        await proxy.DisposeAsync();
+        proxy.CutAll();
 
         var failure = await Assert.ThrowsAsync<IOException>(() => read.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("demand lane closed", failure.Message);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using StreamClone.Perf.Faults;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;
@@ -42,7 +43,8 @@ public class PipelineProcessTests
         var image = await TestImages.MemoryAsync(dir, "mem.img", 16 << 20, seed: 2);
         var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "1", "--log-level", "Debug");
         await using var _ = source;
-        await using var proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, port)) { FlipDownstreamByteAt = 3 << 20 };
+        await using var proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, port));
+        proxy.Inject(connection: 1, ProxyDirection.Downstream, ProxyFault.Flip(3 << 20));
         var store = dir.File("store");
 
         var (exit, _, corrupted) = await RunSinkAsync(proxy.EndPoint.Port, store);
