@@ -32,7 +32,9 @@ internal static partial class SinkLog
         Message = "Snapshot {SnapshotId} flushed: {Records} record(s), {DataBytes} data byte(s), {Files} file(s) synced in {ElapsedMs} ms")]
     public static partial void Flushed(ILogger logger, string snapshotId, int records, long dataBytes, int files, long elapsedMs);
 
-    [LoggerMessage(EventId = 3006, Level = LogLevel.Error,
+    // Warning: the records stay queued and the next flush retries; if the store stays unwritable the
+    // session fails and logs that one cause at Error.
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Warning,
         Message = "Snapshot {SnapshotId}: background flush failed ({Reason}); the records stay queued for the next flush")]
     public static partial void BackgroundFlushFailed(ILogger logger, string snapshotId, string reason);
 
@@ -52,7 +54,8 @@ internal static partial class SinkLog
         Message = "Verify: snapshot {SnapshotId} object {ObjectId} chunk {Index} does not match its journaled hash")]
     public static partial void VerifyMismatch(ILogger logger, string snapshotId, int objectId, long index);
 
-    [LoggerMessage(EventId = 3011, Level = LogLevel.Error,
+    // Debug: the exception goes on to the session, which logs the one line a failure gets.
+    [LoggerMessage(EventId = 3011, Level = LogLevel.Debug,
         Message = "Chunk store IO failed on {Path} while {Operation}: {Reason}")]
     public static partial void StoreIoFailed(ILogger logger, string path, string operation, string reason);
 

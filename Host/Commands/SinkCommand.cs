@@ -22,13 +22,18 @@ internal static class SinkCommand
             Description = "Refuse offers larger than this (sum of the objects' sizes, e.g. 512G or 4T). An offer must also fit the store's free space.",
             DefaultValueFactory = _ => SizeParser.Format(new ChunkStoreOptions().MaxSnapshotBytes),
         };
+        var freeSpaceMargin = new Option<string>("--free-space-margin")
+        {
+            Description = "Free space an offer must leave on the store's file system beyond its full size (e.g. 0, 256M, 1G).",
+            DefaultValueFactory = _ => SizeParser.Format(new ChunkStoreOptions().FreeSpaceMarginBytes),
+        };
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
         var timeouts = CommonOptions.Timeouts();
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
-            connect, store, maxSnapshot, probeReads, probeSpacing, parallelism, json, logLevel,
+            connect, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
         };
         foreach (var option in timeouts.All)
         {
@@ -39,7 +44,11 @@ internal static class SinkCommand
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
             var logger = logging.CreateLogger("sink");
             var asJson = result.GetValue(json);
-            var storeOptions = new ChunkStoreOptions { MaxSnapshotBytes = SizeParser.Parse(result.GetValue(maxSnapshot)!) };
+            var storeOptions = new ChunkStoreOptions
+            {
+                MaxSnapshotBytes = SizeParser.Parse(result.GetValue(maxSnapshot)!),
+                FreeSpaceMarginBytes = SizeParser.Parse(result.GetValue(freeSpaceMargin)!),
+            };
             using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
             var options = new SinkOptions { Parallelism = result.GetValue(parallelism) };
             var transport = timeouts.Apply(result, TransportOptions.Default);

@@ -368,6 +368,13 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
             {
                 return 0;
             }
+            // Once the stream failed the snapshot can never complete: pages that did arrive are not served
+            // either, so every session ends at once with the stream's error (IncompleteSnapshot to its sink)
+            // instead of streaming on past the source's grace period and being cut mid-frame.
+            if (Volatile.Read(ref _error) is { } failed)
+            {
+                throw new IOException($"RAM block {Name}: the migration stream failed: {failed.Message}", failed);
+            }
             while (!RangePresent(offset, length))
             {
                 Interlocked.Increment(ref _waiters);
@@ -395,7 +402,7 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
 
         public void Fail(Exception error)
         {
-            _error = error;
+            Volatile.Write(ref _error, error);
             Volatile.Read(ref _arrival).TrySetException(error);
         }
 

@@ -44,6 +44,14 @@ public sealed class StreamCloneProcess : IAsyncDisposable
     /// <summary>The non-empty lines the child wrote to stderr.</summary>
     public string[] StderrLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
+    /// <summary>
+    /// The lines that report a failure: the CLI's own ("streamclone: …") and log lines at fail or crit
+    /// level. A command that failed for one cause shows exactly one (Host/Program.cs prints its line
+    /// only when no session logged the cause already).
+    /// </summary>
+    public string[] FailureLines => [.. StderrLines.Where(l =>
+        l.StartsWith("streamclone: ", StringComparison.Ordinal) || l.Contains(" fail: ", StringComparison.Ordinal) || l.Contains(" crit: ", StringComparison.Ordinal))];
+
     public string LastLine => Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
 
     public bool HasExited => _process.HasExited;

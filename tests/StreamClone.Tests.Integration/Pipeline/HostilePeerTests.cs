@@ -106,8 +106,7 @@ public class HostilePeerTests
         var refusal = await lying;
 
         Assert.True(exit == 1, $"exit {exit}:\n{sink.Stderr}");
-        var lines = sink.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var error = Assert.Single(lines, l => l.StartsWith("streamclone: ", StringComparison.Ordinal));
+        var error = Assert.Single(sink.FailureLines);
         Assert.Contains("chunk 1", error, StringComparison.Ordinal);
         Assert.Contains("hashes to", error, StringComparison.Ordinal);
         Assert.DoesNotContain(" at StreamClone.", sink.Stderr, StringComparison.Ordinal);

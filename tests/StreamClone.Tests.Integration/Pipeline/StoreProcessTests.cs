@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Perf.Faults;
 using StreamClone.Sink.Store;
 using StreamClone.Tests.Integration.Infrastructure;
 
@@ -82,19 +84,30 @@ public class StoreProcessTests
         var image = await TestImages.MemoryAsync(dir, "mem.img", 32 << 20, seed: 13);
         var mount = dir.File("small");
         Directory.CreateDirectory(mount);
-        await RunAsync("mount", "-t", "tmpfs", "-o", "size=8M,mode=0700", "tmpfs", mount);
+        // Room for the whole offer, so the sink's free-space check takes it; a neighbour then eats the disk mid-stream.
+        await RunAsync("mount", "-t", "tmpfs", "-o", "size=40M,mode=0700", "tmpfs", mount);
         try
         {
             var storePath = Path.Combine(mount, "store");
             var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", $"{image}:memory", "--sessions", "2");
             await using var _ = source;
+            // Throttled so the bulk stream is still running when the neighbour's file lands (~19 MiB at 4 MB/s is ~5 s).
+            await using var proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, port)) { BytesPerSecond = 4_000_000 };
 
-            await using (var full = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", storePath, "--json"))
+            await using (var full = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{proxy.EndPoint.Port}", "--store", storePath,
+                "--free-space-margin", "0", "--json"))
             {
+                var snapshots = Path.Combine(storePath, "snapshots");
+                var clock = Stopwatch.StartNew();
+                while (!(Directory.Exists(snapshots) && Directory.EnumerateDirectories(snapshots).Any()))
+                {
+                    Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60) && !full.HasExited, $"the sink did not take the offer:\n{full.Stderr}");
+                    await Task.Delay(10, TestContext.Current.CancellationToken);
+                }
+                await FillAsync(Path.Combine(mount, "neighbour.bin"));
                 var exit = await full.WaitAsync(TimeSpan.FromMinutes(2));
                 Assert.True(exit == 1, $"exit {exit}\n{full.Stderr}");
-                var lines = full.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-                var error = Assert.Single(lines, l => l.StartsWith("streamclone: ", StringComparison.Ordinal));
+                var error = Assert.Single(full.FailureLines);
                 TestContext.Current.SendDiagnosticMessage(error);
                 Assert.Contains("disk full", error, StringComparison.Ordinal);
                 Assert.False(full.Stderr.Contains(" at StreamClone.", StringComparison.Ordinal), full.Stderr);
@@ -122,8 +135,9 @@ public class StoreProcessTests
             }
             TestContext.Current.SendDiagnosticMessage($"kept {kept} chunks through the full disk");
 
-            await RunAsync("mount", "-o", "remount,size=64M", mount);
-            await using var resumed = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", storePath, "--json");
+            File.Delete(Path.Combine(mount, "neighbour.bin"));
+            await using var resumed = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", storePath,
+                "--free-space-margin", "0", "--json");
             Assert.True(await resumed.WaitAsync(TimeSpan.FromMinutes(2)) == 0, resumed.Stderr);
             using (var summary = JsonDocument.Parse(resumed.LastLine))
             {
@@ -134,6 +148,25 @@ public class StoreProcessTests
         finally
         {
             await RunAsync("umount", "-l", mount);
+        }
+    }
+
+    /// <summary>Writes zeros until the file system is full, as a neighbour on a busy host would.</summary>
+    private static async Task FillAsync(string path)
+    {
+        var block = new byte[1 << 20];
+        await using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0);
+        try
+        {
+            while (true)
+            {
+                await file.WriteAsync(block, TestContext.Current.CancellationToken);
+                await file.FlushAsync(TestContext.Current.CancellationToken);
+            }
+        }
+        catch (IOException)
+        {
+            // ENOSPC: the disk is full, which is the point.
         }
     }
 
