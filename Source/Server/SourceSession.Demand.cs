@@ -64,5 +64,12 @@ public sealed partial class SourceSession
             SourceLog.SessionFailed(_logger, SessionId, ex.Message);
             await demand.FailAsync(ex.Code, ex.Message);
         }
+        catch (TimeoutException ex)
+        {
+            // The sink stopped reading its demand answers (the transport's write-stall timeout): a peer that
+            // cannot take answers cannot finish either, so the whole session ends, logged once, here.
+            SourceLog.SessionFailed(_logger, SessionId, ex.Message);
+            Stop(ex.Message);
+        }
     }
 }

@@ -107,11 +107,11 @@ public sealed class FaultProxyTests : IDisposable
     [Fact]
     public async Task A_client_arriving_while_the_target_is_down_is_closed_and_the_proxy_accepts_after()
     {
-        // A port nothing listens on: the source was killed.
-        var down = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        // A port nothing listens on: the source was killed. The socket stays bound (and refuses connections)
+        // for the whole test: released, its port could be handed to a listener of a test running in parallel.
+        using var down = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         down.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         var deadEndPoint = (IPEndPoint)down.LocalEndPoint!;
-        down.Dispose();
         await using var proxy = new FaultProxy(deadEndPoint);
 
         using (var orphan = await ConnectAsync(proxy.EndPoint))
