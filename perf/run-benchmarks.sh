@@ -18,3 +18,5 @@ run pipeline-4g        bench pipeline --input "$images/mem-4g.img" --probe-reads
 run snapshot-256m      bench snapshot --memory 256M --json
 run snapshot-1g        bench snapshot --memory 1G --json
 "$sc" bench pipeline --input "$images/mem-1g.img" --sweep --out "$out/sweep" >&2
+run chaos-30           bench chaos --runs 30 --json
+"$root/perf/fuzz.sh" --seconds 60 --parallel 2 | tee "$out/fuzz-60.jsonl"
