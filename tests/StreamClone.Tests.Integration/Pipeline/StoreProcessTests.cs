@@ -85,7 +85,7 @@ public class StoreProcessTests
         var mount = dir.File("small");
         Directory.CreateDirectory(mount);
         // Room for the whole offer, so the sink's free-space check takes it; a neighbour then eats the disk mid-stream.
-        await RunAsync("mount", "-t", "tmpfs", "-o", "size=40M,mode=0700", "tmpfs", mount);
+        await ExternalTool.RunAsync("mount", "-t", "tmpfs", "-o", "size=40M,mode=0700", "tmpfs", mount);
         try
         {
             var storePath = Path.Combine(mount, "store");
@@ -147,7 +147,7 @@ public class StoreProcessTests
         }
         finally
         {
-            await RunAsync("umount", "-l", mount);
+            await ExternalTool.RunAsync("umount", "-l", mount);
         }
     }
 
@@ -185,16 +185,4 @@ public class StoreProcessTests
         return (exit, inspect.Stdout, inspect.Stderr);
     }
 
-    private static async Task RunAsync(string program, params string[] args)
-    {
-        var info = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        await process.WaitForExitAsync(CancellationToken.None);
-        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', args)}: {await stderr}");
-    }
 }

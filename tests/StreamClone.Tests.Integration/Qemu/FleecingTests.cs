@@ -70,8 +70,8 @@ public class FleecingTests(QemuFixture fixture)
         File.Copy(fixture.Guest.DiskPath, disk);
         // A second disk in qcow2 the guest does not touch: its first MiB is 0x5a, the rest never written.
         var extra = dir.File("extra.qcow2");
-        await RunAsync("qemu-img", "create", "-q", "-f", "qcow2", extra, "16M");
-        await RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", extra);
+        await ExternalTool.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", extra, "16M");
+        await ExternalTool.RunAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 1M", extra);
         var testQmp = dir.File("qmp.sock");
         var sourceQmp = dir.File("source-qmp.sock");
         await using var vm = PlainQemu.Start(fixture.Guest.KernelPath, fixture.Guest.InitrdPath, [$"file={disk},format=raw", $"file={extra},format=qcow2"], [testQmp, sourceQmp]);
@@ -87,7 +87,7 @@ public class FleecingTests(QemuFixture fixture)
             await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json");
             Assert.True(await sink.WaitAsync(TimeSpan.FromMinutes(5)) == 0, $"sink:\n{sink.Stderr}\nsource:\n{source.Stderr}");
             Assert.False(source.HasExited, source.Stderr);
-            await RunAsync("kill", "-INT", source.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            await ExternalTool.RunAsync("kill", "-INT", source.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
             var exit = await source.WaitAsync(TimeSpan.FromSeconds(60));
             TestContext.Current.SendDiagnosticMessage($"source interrupted: exit {exit}");
             Assert.DoesNotContain(" at StreamClone.", source.Stderr, StringComparison.Ordinal);
@@ -142,18 +142,6 @@ public class FleecingTests(QemuFixture fixture)
         Assert.All(vm.Ticks, t => Assert.True(t.Ok, t.ToString()));
     }
 
-    private static async Task RunAsync(string program, params string[] args)
-    {
-        var info = new System.Diagnostics.ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-        using var process = System.Diagnostics.Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        await process.WaitForExitAsync(Ct);
-        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', args)}: {await stderr}");
-    }
 
     /// <summary>Finding 8: a given work dir that others can write is refused before the VM is touched, in one line.</summary>
     [Fact]

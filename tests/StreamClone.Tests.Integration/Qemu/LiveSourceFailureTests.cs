@@ -135,7 +135,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
                 Assert.False(source.HasExited, $"the source ended before the VM was killed:\n{source.Stderr}");
                 await Task.Delay(10, Ct);
             }
-            await RunAsync("kill", "-STOP", source.ProcessId.ToString(CultureInfo.InvariantCulture));
+            await ExternalTool.RunAsync("kill", "-STOP", source.ProcessId.ToString(CultureInfo.InvariantCulture));
             try
             {
                 using var qemu = Process.GetProcessById(vm.ProcessId);
@@ -144,7 +144,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             }
             finally
             {
-                await RunAsync("kill", "-CONT", source.ProcessId.ToString(CultureInfo.InvariantCulture));
+                await ExternalTool.RunAsync("kill", "-CONT", source.ProcessId.ToString(CultureInfo.InvariantCulture));
             }
 
             var sourceExit = await source.WaitAsync(TimeSpan.FromSeconds(60));
@@ -277,7 +277,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         using var dir = new TempDir();
         var work = dir.File("tiny");
         Directory.CreateDirectory(work);
-        await RunAsync("mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", work);
+        await ExternalTool.RunAsync("mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", work);
         try
         {
             var sourceQmp = dir.File("source-qmp.sock");
@@ -302,7 +302,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         }
         finally
         {
-            await RunAsync("umount", "-l", work);
+            await ExternalTool.RunAsync("umount", "-l", work);
         }
     }
 
@@ -320,7 +320,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         using var dir = new TempDir();
         var work = dir.File("no-inodes");
         Directory.CreateDirectory(work);
-        await RunAsync("mount", "-t", "tmpfs", "-o", $"size=512M,nr_inodes={inodes}", "tmpfs", work);
+        await ExternalTool.RunAsync("mount", "-t", "tmpfs", "-o", $"size=512M,nr_inodes={inodes}", "tmpfs", work);
         try
         {
             var sourceQmp = dir.File("source-qmp.sock");
@@ -348,7 +348,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         }
         finally
         {
-            await RunAsync("umount", "-l", work);
+            await ExternalTool.RunAsync("umount", "-l", work);
         }
     }
 
@@ -358,7 +358,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         using var dir = new TempDir();
         var work = dir.File("tiny");
         Directory.CreateDirectory(work);
-        await RunAsync("mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", work);
+        await ExternalTool.RunAsync("mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", work);
         try
         {
             // 64 MiB of pages into 8 MiB: written through the mapping of a sparse file this would be a SIGBUS.
@@ -378,7 +378,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         }
         finally
         {
-            await RunAsync("umount", "-l", work);
+            await ExternalTool.RunAsync("umount", "-l", work);
         }
     }
 
@@ -401,18 +401,6 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             .Single();
     }
 
-    private static async Task RunAsync(string program, params string[] args)
-    {
-        var info = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        await process.WaitForExitAsync(CancellationToken.None);
-        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', args)}: {await stderr}");
-    }
 
     private static string LastLine(string text) =>
         text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "";
