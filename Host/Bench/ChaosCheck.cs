@@ -19,19 +19,24 @@ internal static partial class ChaosCheck
     private static partial Regex StackFrame();
 
     /// <summary>
-    /// A clear failure ends with exactly one line that is not a log entry, `streamclone: …` (the host's
-    /// one-line error, Program.cs), and nowhere a stack trace or an unhandled exception.
+    /// A clear failure reports its cause in exactly one line, the last: the host's `streamclone: …`
+    /// (Program.cs), or the session's log line at fail level when the session already logged the cause
+    /// (then the host adds nothing); no other line is outside the log, and nowhere a stack trace or an
+    /// unhandled exception.
     /// </summary>
     public static bool IsClearFailure(string stderr, out string lastLine)
     {
         var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        lastLine = lines.LastOrDefault() ?? "";
+        var last = lines.LastOrDefault() ?? "";
+        lastLine = last;
         if (HasStackTrace(stderr))
         {
             return false;
         }
         var plain = lines.Where(l => !LogLine().IsMatch(l)).ToList();
-        return plain.Count == 1 && plain[0].StartsWith("streamclone: ", StringComparison.Ordinal) && plain[0] == lastLine;
+        var failures = lines.Where(l => l.StartsWith("streamclone: ", StringComparison.Ordinal)
+            || l.Contains(" fail: ", StringComparison.Ordinal) || l.Contains(" crit: ", StringComparison.Ordinal)).ToList();
+        return failures.Count == 1 && failures[0] == last && plain.All(l => l == last);
     }
 
     public static bool HasStackTrace(string stderr) =>

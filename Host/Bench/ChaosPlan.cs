@@ -24,7 +24,7 @@ internal enum ChaosLane
 }
 
 /// <summary>One run's fault, fully decided before the run starts (from the seeded RNG), so a seed replays a run.</summary>
-internal sealed record ChaosPlan(ChaosFault Fault, ChaosLane Lane, ProxyDirection Direction, long Offset, int Length, bool Reset, double DiskFraction)
+internal sealed record ChaosPlan(ChaosFault Fault, ChaosLane Lane, ProxyDirection Direction, long Offset, int Length, bool Reset)
 {
     public static string Key(ChaosFault fault) => fault switch
     {
@@ -58,7 +58,7 @@ internal sealed record ChaosPlan(ChaosFault Fault, ChaosLane Lane, ProxyDirectio
     {
         ChaosFault.KillSource or ChaosFault.KillSink => $"{Key(Fault)} (SIGKILL) once {Offset} bulk bytes reached the sink",
         ChaosFault.CutLane => $"cut the {Lane.ToString().ToLowerInvariant()} lane ({(Reset ? "RST" : "FIN")}) once {Offset} bulk bytes reached the sink",
-        ChaosFault.DiskFull => $"store on a tmpfs holding {DiskFraction:P0} of the snapshot",
+        ChaosFault.DiskFull => $"a neighbour fills the store's disk once {Offset} bulk bytes reached the sink",
         ChaosFault.StopReading => $"{(Direction == ProxyDirection.Downstream ? "sink" : "source")} stops reading the {Lane.ToString().ToLowerInvariant()} lane after {Offset} bytes",
         _ => $"{Key(Fault)}: {Length} bytes at {Offset} of the {Lane.ToString().ToLowerInvariant()} lane {Direction.ToString().ToLowerInvariant()}",
     };
@@ -72,12 +72,12 @@ internal sealed record ChaosPlan(ChaosFault Fault, ChaosLane Lane, ProxyDirectio
     {
         var lane = random.NextDouble() < 0.8 ? ChaosLane.Bulk : ChaosLane.Demand;
         var direction = random.NextDouble() < 0.75 ? ProxyDirection.Downstream : ProxyDirection.Upstream;
-        if (fault is ChaosFault.KillSource or ChaosFault.KillSink or ChaosFault.CutLane)
+        if (fault is ChaosFault.KillSource or ChaosFault.KillSink or ChaosFault.CutLane or ChaosFault.DiskFull)
         {
             // The moment is measured on the bulk downstream: it is the transfer's clock.
             direction = ProxyDirection.Downstream;
         }
-        var laneBytes = fault is ChaosFault.KillSource or ChaosFault.KillSink or ChaosFault.CutLane
+        var laneBytes = fault is ChaosFault.KillSource or ChaosFault.KillSink or ChaosFault.CutLane or ChaosFault.DiskFull
             ? reference.Bytes(ChaosLane.Bulk, ProxyDirection.Downstream)
             : reference.Bytes(lane, direction);
         if (laneBytes < 2)
@@ -93,7 +93,7 @@ internal sealed record ChaosPlan(ChaosFault Fault, ChaosLane Lane, ProxyDirectio
         // (a sink's upstream carries a few hundred bytes; its downstream megabytes).
         var room = Math.Max(1, (laneBytes - offset) / (fault == ChaosFault.ReorderBytes ? 2 : 1));
         var length = 1 + random.Next((int)Math.Min(16 << 10, room));
-        return new ChaosPlan(fault, lane, direction, offset, length, random.Next(2) == 0, 0.2 + (0.6 * random.NextDouble()));
+        return new ChaosPlan(fault, lane, direction, offset, length, random.Next(2) == 0);
     }
 }
 

@@ -97,7 +97,9 @@ internal sealed partial class ChaosRun : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         if (_plan?.Fault == ChaosFault.DiskFull)
         {
-            var size = Math.Max(64L << 10, (long)(_reference!.StoreBytes * _plan.DiskFraction));
+            // Room for the whole offer (the sink checks free space before it takes one), so the disk
+            // fills mid-stream only when a neighbour takes the space: the case a busy host meets.
+            var size = new FileInfo(_settings.Image).Length + (16L << 20);
             _mount = await TmpfsMount.MountAsync(Store, size, ct);
             AddEvent($"store on tmpfs of {size} bytes");
         }
@@ -149,13 +151,16 @@ internal sealed partial class ChaosRun : IAsyncDisposable
     /// <summary>Kills and cuts happen once the sink has received the planned number of bulk bytes.</summary>
     private async Task ApplyTimedFaultAsync(CancellationToken ct)
     {
-        if (_plan?.Fault is not (ChaosFault.KillSource or ChaosFault.KillSink or ChaosFault.CutLane))
+        if (_plan?.Fault is not (ChaosFault.KillSource or ChaosFault.KillSink or ChaosFault.CutLane or ChaosFault.DiskFull))
         {
             return;
         }
         await Proxy.WhenBytesAsync((int)ChaosLane.Bulk, ProxyDirection.Downstream, _plan.Offset, ct);
         switch (_plan.Fault)
         {
+            case ChaosFault.DiskFull:
+                await FillDiskAsync(ct);
+                break;
             case ChaosFault.KillSource:
                 Kill(_source!);
                 break;
@@ -208,12 +213,35 @@ internal sealed partial class ChaosRun : IAsyncDisposable
         return port;
     }
 
+    private string NeighbourFile => System.IO.Path.Combine(Store, "neighbour.fill");
+
+    /// <summary>Another tenant writes until the store's file system is full.</summary>
+    private async Task FillDiskAsync(CancellationToken ct)
+    {
+        _applied = true;
+        var block = new byte[1 << 20];
+        await using var file = new FileStream(NeighbourFile, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0);
+        try
+        {
+            while (true)
+            {
+                await file.WriteAsync(block, ct);
+            }
+        }
+        catch (IOException)
+        {
+            // ENOSPC: full, which is the fault.
+        }
+        AddEvent("a neighbour filled the store's disk");
+    }
+
     private void StartSink()
     {
         _sinkStarts++;
         _sink = ChildProcess.Start($"sink#{_sinkStarts}",
         [
-            "sink", "--connect", $"127.0.0.1:{Proxy.EndPoint.Port}", "--store", Store, "--json",
+            // No free-space margin: the store's tmpfs is sized to the offer, and the fault is what fills it.
+            "sink", "--connect", $"127.0.0.1:{Proxy.EndPoint.Port}", "--store", Store, "--json", "--free-space-margin", "0",
             "--probe-reads", _settings.ProbeReads.ToString(System.Globalization.CultureInfo.InvariantCulture), "--probe-spacing-ms", "5",
         ]);
         _started.Add(_sink);
@@ -275,11 +303,10 @@ internal sealed partial class ChaosRun : IAsyncDisposable
                     AddEvent("sink out of restarts");
                     return;
                 }
-                if (_mount is not null && !exit.KilledByBench)
+                if (_mount is not null && !exit.KilledByBench && File.Exists(NeighbourFile))
                 {
                     // The operator makes room, then the sink resumes what it stored.
-                    _applied = true;
-                    await _mount.ResizeAsync(Math.Max(_reference!.StoreBytes * 2, 64L << 20), ct);
+                    File.Delete(NeighbourFile);
                     AddEvent("made room on the store's tmpfs");
                 }
                 StartSink();

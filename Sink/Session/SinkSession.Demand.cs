@@ -191,7 +191,7 @@ public sealed partial class SinkSession
         {
             if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
             {
-                SinkLog.SessionFailed(_logger, SessionId, $"demand lane: {ex.Message}");
+                SinkLog.SessionFailed(_logger, SessionId, Sentence($"demand lane: {ex.Message}"));
                 await demand.FailAsync(pv.Code, pv.Message);
             }
             else

@@ -91,7 +91,7 @@ public sealed partial class SinkSession
             // (nested once more by completion propagation): the first cause is the session's one reason.
             var ex = FirstCause(caught);
             var reason = ex.Message;
-            SinkLog.SessionFailed(_logger, SessionId, reason);
+            SinkLog.SessionFailed(_logger, SessionId, Sentence(reason));
             FailureReport.MarkLogged(ex);
             if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
             {

@@ -142,6 +142,9 @@ public sealed partial class SinkSession : IAsyncDisposable
         while (sent < total);
     }
 
+    /// <summary>A reason as a sentence: exception messages end with a period or not, the log line goes on after it.</summary>
+    private static string Sentence(string reason) => reason.EndsWith('.') ? reason : reason + ".";
+
     public async ValueTask DisposeAsync()
     {
         Snapshot.ChunkPresent -= OnChunkPresent;

@@ -11,7 +11,7 @@ internal static partial class SinkLog
     [LoggerMessage(3102, LogLevel.Information, "Snapshot {SnapshotId} stored: {Chunks} chunks verified, {WireBytes} bytes received in {Seconds:F2} s")]
     public static partial void SnapshotStored(ILogger logger, string snapshotId, long chunks, long wireBytes, double seconds);
 
-    [LoggerMessage(3103, LogLevel.Error, "Sink session {SessionId} failed: {Reason}. Every chunk verified before this point is kept.")]
+    [LoggerMessage(3103, LogLevel.Error, "Sink session {SessionId} failed: {Reason} Every chunk verified before this point is kept.")]
     public static partial void SessionFailed(ILogger logger, string sessionId, string reason);
 
     [LoggerMessage(3104, LogLevel.Warning, "Chunk {Hash} listed as known could not be placed at object {ObjectId} chunk {Index}; fetching it again")]
