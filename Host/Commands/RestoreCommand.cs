@@ -32,37 +32,50 @@ internal static class RestoreCommand
                 ?? throw new InvalidDataException("the store holds no complete snapshot");
             var assembly = chunkStore.GetSnapshot(id) ?? throw new InvalidDataException($"the store has no snapshot {id}");
             var image = r.GetValue(guest) is { } dir ? GuestImage.Open(dir) : await GuestBuilder.BuildAsync(null, logger, ct);
+            // A work directory we chose holds the clone's overlay (its writes, VM state) and sockets: it goes
+            // with the clone. One the user named is theirs to keep.
+            var ownWork = r.GetValue(workDir) is null;
             var work = r.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-clone-{Guid.NewGuid():N}");
-            var vm = new VmOptions { Guest = image, Memory = r.GetValue(memory)!, Accel = r.GetValue(accel) };
-            await using var clone = await CloneRestorer.RestoreAsync(assembly, vm, work, logger, ct);
-            var asJson = r.GetValue(json);
-            if (!asJson)
-            {
-                Console.WriteLine($"clone of {id} running after {clone.RestoreTime.TotalMilliseconds:F0} ms (QMP {clone.Vm.QmpSocketPath})");
-            }
-            using var runFor = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            if (r.GetValue(seconds) is > 0 and var s)
-            {
-                runFor.CancelAfter(TimeSpan.FromSeconds(s));
-            }
             try
             {
-                await foreach (var line in clone.Vm.ReadConsoleAsync(0, runFor.Token))
+                var vm = new VmOptions { Guest = image, Memory = r.GetValue(memory)!, Accel = r.GetValue(accel) };
+                await using var clone = await CloneRestorer.RestoreAsync(assembly, vm, work, logger, ct);
+                var asJson = r.GetValue(json);
+                if (!asJson)
                 {
-                    if (!asJson)
+                    Console.WriteLine($"clone of {id} running after {clone.RestoreTime.TotalMilliseconds:F0} ms (QMP {clone.Vm.QmpSocketPath})");
+                }
+                using var runFor = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                if (r.GetValue(seconds) is > 0 and var s)
+                {
+                    runFor.CancelAfter(TimeSpan.FromSeconds(s));
+                }
+                try
+                {
+                    await foreach (var line in clone.Vm.ReadConsoleAsync(0, runFor.Token))
                     {
-                        Console.WriteLine($"clone | {line}");
+                        if (!asJson)
+                        {
+                            Console.WriteLine($"clone | {line}");
+                        }
                     }
                 }
+                catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                {
+                }
+                if (asJson)
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(new { snapshot = id, restore_seconds = Math.Round(clone.RestoreTime.TotalSeconds, 3), console = clone.Vm.GetConsoleLines().TakeLast(5) }, HostServices.Json));
+                }
+                return 0;
             }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            finally
             {
+                if (ownWork && Directory.Exists(work))
+                {
+                    Directory.Delete(work, recursive: true);
+                }
             }
-            if (asJson)
-            {
-                Console.WriteLine(JsonSerializer.Serialize(new { snapshot = id, restore_seconds = Math.Round(clone.RestoreTime.TotalSeconds, 3), console = clone.Vm.GetConsoleLines().TakeLast(5) }, HostServices.Json));
-            }
-            return 0;
         });
         return command;
     }
