@@ -34,11 +34,7 @@ try
 }
 catch (Exception caught)
 {
-    var ex = caught;
-    while (ex is AggregateException aggregate && aggregate.Flatten().InnerExceptions is [var first, ..])
-    {
-        ex = first;
-    }
+    var ex = StreamClone.Shared.FailureReport.FirstCause(caught);
     var expected = ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
         or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
         or StreamClone.Shared.Qemu.QmpException or StreamClone.Shared.Qemu.QmpProtocolException or StreamClone.Shared.Qemu.VmStartException;

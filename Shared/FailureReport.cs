@@ -11,4 +11,17 @@ public static class FailureReport
     public static void MarkLogged(Exception ex) => ex.Data[Key] = true;
 
     public static bool WasLogged(Exception ex) => ex.Data.Contains(Key);
+
+    /// <summary>
+    /// The cause to report: parallel stages (Dataflow blocks, several verify workers) that fail together
+    /// surface as nested AggregateExceptions, and the first inner exception is the one reason.
+    /// </summary>
+    public static Exception FirstCause(Exception ex)
+    {
+        while (ex is AggregateException aggregate && aggregate.Flatten().InnerExceptions is [var first, ..])
+        {
+            ex = first;
+        }
+        return ex;
+    }
 }

@@ -356,7 +356,7 @@ public sealed class DiskFleece
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            options.UnixCreateMode = VmStateModes.File;
         }
         using (File.Open(path, options))
         {
@@ -366,7 +366,7 @@ public sealed class DiskFleece
             await ToolRunner.RunAsync("qemu-img", ["create", "-q", "-f", "qcow2", path, size.ToString(System.Globalization.CultureInfo.InvariantCulture)], ct);
             if (!OperatingSystem.IsWindows())
             {
-                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                File.SetUnixFileMode(path, VmStateModes.File);
             }
         }
         catch

@@ -192,7 +192,7 @@ internal static class QemuImg
         var private0600 = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {
-            private0600.UnixCreateMode = StoreIO.PrivateFileMode;
+            private0600.UnixCreateMode = VmStateModes.File;
         }
         using (new FileStream(overlay, private0600))
         {

@@ -163,7 +163,7 @@ public sealed partial class ChunkStore : IDisposable
             var lockOptions = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
             if (!OperatingSystem.IsWindows())
             {
-                lockOptions.UnixCreateMode = StoreIO.PrivateFileMode;
+                lockOptions.UnixCreateMode = VmStateModes.File;
             }
             _lockFile = new FileStream(lockPath, lockOptions);
         }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using StreamClone.Shared;
 
 namespace StreamClone.Sink.Store;
 
@@ -110,12 +111,6 @@ internal static partial class StoreIO
         }
     }
 
-    /// <summary>Every file the store creates: it holds VM memory and disk bytes (or says where they are), so only the owner may read it.</summary>
-    public const UnixFileMode PrivateFileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-
-    /// <summary>Every directory the store creates; without search permission nobody else can reach the files at all.</summary>
-    public const UnixFileMode PrivateDirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
-
     private const UnixFileMode GroupOrOther = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
         | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
 
@@ -141,13 +136,13 @@ internal static partial class StoreIO
                     Mode = mode == FileMode.Create ? FileMode.OpenOrCreate : mode,
                     Access = FileAccess.ReadWrite,
                     Share = share,
-                    UnixCreateMode = PrivateFileMode,
+                    UnixCreateMode = VmStateModes.File,
                 });
             }
             var handle = File.OpenHandle(path, mode == FileMode.Create ? FileMode.Create : FileMode.Open, FileAccess.ReadWrite, share);
             if ((File.GetUnixFileMode(handle) & GroupOrOther) != 0)
             {
-                File.SetUnixFileMode(handle, PrivateFileMode);
+                File.SetUnixFileMode(handle, VmStateModes.File);
             }
             return handle;
         }
@@ -206,14 +201,14 @@ internal static partial class StoreIO
         if (!Directory.Exists(directory))
         {
             // Parents created on the way get the same mode.
-            Directory.CreateDirectory(directory, PrivateDirectoryMode);
+            Directory.CreateDirectory(directory, VmStateModes.Directory);
             return;
         }
         try
         {
             if ((File.GetUnixFileMode(directory) & GroupOrOther) != 0)
             {
-                File.SetUnixFileMode(directory, PrivateDirectoryMode);
+                File.SetUnixFileMode(directory, VmStateModes.Directory);
             }
         }
         catch (UnauthorizedAccessException ex)

@@ -260,7 +260,7 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
             var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.Read };
             if (!OperatingSystem.IsWindows())
             {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+                options.UnixCreateMode = VmStateModes.File;
             }
             return new FileStream(path, options);
         }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using StreamClone.Shared;
 
 namespace StreamClone.Source.Live;
 
@@ -11,7 +12,6 @@ namespace StreamClone.Source.Live;
 /// </summary>
 public sealed partial class LiveWorkDirectory : IDisposable
 {
-    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
     private readonly bool _created;
 
     private LiveWorkDirectory(string path, bool created)
@@ -41,7 +41,7 @@ public sealed partial class LiveWorkDirectory : IDisposable
         {
             try
             {
-                Directory.CreateDirectory(full, OwnerOnly);
+                Directory.CreateDirectory(full, VmStateModes.Directory);
                 return new LiveWorkDirectory(full, created: true);
             }
             catch (IOException) when (PathExists(full))

@@ -77,7 +77,7 @@ public sealed partial class SourceSession
             {
                 // The snapshot could not be read (a live VM's migration stream failed): tell the sink why, not just hang up.
                 // (A timeout has closed the connection already: the peer stopped reading or went silent.)
-                var reason = ex is AggregateException { InnerException: { } inner } ? inner.Message : ex.Message;
+                var reason = FailureReport.FirstCause(ex).Message;
                 await bulk.FailAsync(ProtocolError.IncompleteSnapshot, $"the source cannot deliver snapshot {_input.Offer.SnapshotId}: {reason}");
             }
             throw;
