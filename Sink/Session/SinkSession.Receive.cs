@@ -89,7 +89,7 @@ public sealed partial class SinkSession
         {
             // Several verify workers failing at once fault the block with an AggregateException
             // (nested once more by completion propagation): the first cause is the session's one reason.
-            var ex = FirstCause(caught);
+            var ex = FailureReport.FirstCause(caught);
             var reason = ex.Message;
             SinkLog.SessionFailed(_logger, SessionId, Sentence(reason));
             FailureReport.MarkLogged(ex);
@@ -115,15 +115,6 @@ public sealed partial class SinkSession
         }
     }
 
-    private static Exception FirstCause(Exception ex)
-    {
-        while (ex is AggregateException aggregate && aggregate.Flatten().InnerExceptions is [var first, ..])
-        {
-            ex = first;
-        }
-        return ex;
-    }
-
     private static async Task PostAsync(ITargetBlock<ReceivedBatch> target, ReceivedBatch batch, CancellationToken ct)
     {
         if (!await target.SendAsync(batch, ct))
@@ -132,7 +123,10 @@ public sealed partial class SinkSession
             {
                 BatchBuffers.Pool.Return(batch.Payload);
             }
-            // The verify or store stage faulted; its exception is the real cause and surfaces from its completion.
+            // The verify stage declined because it faulted (or the session stopped): its exception is the
+            // real cause, so wait for the block to finish faulting and throw that, rather than racing the
+            // store stage's completion to report it (a lost race reported "stages stopped" instead).
+            await target.Completion.WaitAsync(ct);
             throw new OperationCanceledException("the verify/store stages stopped");
         }
     }
