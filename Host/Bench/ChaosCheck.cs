@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging.Abstractions;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 
 namespace StreamClone.Host.Bench;
 

@@ -3,9 +3,10 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
-using StreamClone.Shared.Qemu;
-using StreamClone.Sink.Restore;
-using StreamClone.Sink.Store;
+using StreamClone.Clone;
+using StreamClone.Qemu;
+using StreamClone.Store;
+using StreamClone.TestGuest;
 
 namespace StreamClone.Host.Bench;
 
@@ -17,7 +18,7 @@ namespace StreamClone.Host.Bench;
 /// </summary>
 internal static partial class SnapshotBench
 {
-    // "SC tick=12 mem=… disk=… chk=ok sweep=3 t=4567" (Shared/Qemu/guest/workload.c); t is guest monotonic ms.
+    // "SC tick=12 mem=… disk=… chk=ok sweep=3 t=4567" (tests/StreamClone.TestGuest/guest/workload.c); t is guest monotonic ms.
     [GeneratedRegex(@"^SC tick=(\d+) mem=([0-9a-f]{8}) disk=([0-9a-f]{8}) chk=(ok|BAD) sweep=\d+ t=(\d+)$")]
     private static partial Regex TickLine();
 

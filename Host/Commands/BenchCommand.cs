@@ -163,7 +163,7 @@ internal static class BenchCommand
     {
         var memory = new Option<string>("--memory") { Description = "Guest RAM (256M, 1G, …).", DefaultValueFactory = _ => "256M" };
         var fill = new Option<int?>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data (default: all but max(96 MiB, a quarter))." };
-        var accel = new Option<StreamClone.Shared.Qemu.VmAccel>("--accel") { Description = "kvm, tcg or auto (KVM is detected as unusable within seconds).", DefaultValueFactory = _ => StreamClone.Shared.Qemu.VmAccel.Tcg };
+        var accel = new Option<StreamClone.Qemu.VmAccel>("--accel") { Description = "kvm, tcg or auto (KVM is detected as unusable within seconds).", DefaultValueFactory = _ => StreamClone.Qemu.VmAccel.Tcg };
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
         var command = new Command("snapshot", "Boot the test guest, snapshot it live through source → sink processes, restore a clone; print pause, guest gap, snapshot and restore times.")

@@ -5,13 +5,14 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
+using StreamClone.Clone;
 using StreamClone.Host.Bench;
+using StreamClone.Qemu;
 using StreamClone.Shared;
-using StreamClone.Shared.Qemu;
 using StreamClone.Sink;
-using StreamClone.Sink.Restore;
 using StreamClone.Sink.Session;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
+using StreamClone.TestGuest;
 
 namespace StreamClone.Host.Commands;
 

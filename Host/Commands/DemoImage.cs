@@ -6,7 +6,7 @@ using StreamClone.Perf;
 using StreamClone.Shared;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 
 namespace StreamClone.Host.Commands;
 

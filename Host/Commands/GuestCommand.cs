@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
+using StreamClone.TestGuest;
 
 namespace StreamClone.Host.Commands;
 

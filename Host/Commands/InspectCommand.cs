@@ -3,7 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console;
 using StreamClone.Shared.Model;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 
 namespace StreamClone.Host.Commands;
 

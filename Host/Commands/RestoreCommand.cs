@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Text.Json;
-using StreamClone.Shared.Qemu;
-using StreamClone.Sink.Restore;
-using StreamClone.Sink.Store;
+using StreamClone.Clone;
+using StreamClone.Qemu;
+using StreamClone.Store;
+using StreamClone.TestGuest;
 
 namespace StreamClone.Host.Commands;
 
@@ -31,7 +32,7 @@ internal static class RestoreCommand
             var id = r.GetValue(snapshot) ?? chunkStore.ListSnapshots().Where(s => s.IsComplete).OrderBy(s => s.CreatedUtc).LastOrDefault()?.SnapshotId
                 ?? throw new InvalidDataException("the store holds no complete snapshot");
             var assembly = chunkStore.GetSnapshot(id) ?? throw new InvalidDataException($"the store has no snapshot {id}");
-            var image = r.GetValue(guest) is { } dir ? GuestImage.Open(dir) : await GuestBuilder.BuildAsync(null, logger, ct);
+            var image = r.GetValue(guest) is { } dir ? GuestBuilder.Open(dir) : await GuestBuilder.BuildAsync(null, logger, ct);
             // A work directory we chose holds the clone's overlay (its writes, VM state) and sockets: it goes
             // with the clone. One the user named is theirs to keep.
             var ownWork = r.GetValue(workDir) is null;

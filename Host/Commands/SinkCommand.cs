@@ -5,7 +5,7 @@ using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 
 namespace StreamClone.Host.Commands;
 

@@ -1,10 +1,10 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using StreamClone.Qemu;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
-using StreamClone.Shared.Qemu;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Live;

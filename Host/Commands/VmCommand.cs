@@ -1,7 +1,8 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
+using StreamClone.TestGuest;
 
 namespace StreamClone.Host.Commands;
 
@@ -52,7 +53,7 @@ internal static class VmCommand
             var guestDir = r.GetValue(guest);
             var image = guestDir is null
                 ? await GuestBuilder.BuildAsync(null, logger, ct)
-                : GuestImage.Open(guestDir);
+                : GuestBuilder.Open(guestDir);
             await using var vm = await VmLauncher.StartAsync(new VmOptions
             {
                 Guest = image,

@@ -5,7 +5,7 @@ using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 
 namespace StreamClone.Sink.Session;
 

@@ -1,6 +1,6 @@
 using System.Threading.Channels;
-using StreamClone.Shared.Nbd;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
+using StreamClone.Qemu.Nbd;
 
 namespace StreamClone.Source.Live;
 

@@ -2,6 +2,7 @@ using System.IO.MemoryMappedFiles;
 using System.IO.Pipelines;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;

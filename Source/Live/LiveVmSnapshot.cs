@@ -2,7 +2,9 @@ using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
+
+using StreamClone.Qemu.Migration;
 
 namespace StreamClone.Source.Live;
 

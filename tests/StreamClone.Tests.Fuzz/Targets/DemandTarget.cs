@@ -5,6 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using MessagePack;
 using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;

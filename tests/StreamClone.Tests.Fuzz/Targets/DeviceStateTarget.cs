@@ -1,4 +1,4 @@
-using StreamClone.Shared.Model;
+using StreamClone.Qemu.Migration;
 using StreamClone.Tests.Unit.QemuStream;
 
 namespace StreamClone.Tests.Fuzz.Targets;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using StreamClone.Qemu.Migration;
 using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;

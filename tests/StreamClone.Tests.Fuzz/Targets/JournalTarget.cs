@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared.Model;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 
 namespace StreamClone.Tests.Fuzz.Targets;
 

@@ -1,8 +1,7 @@
 using System.Buffers.Binary;
-using StreamClone.Shared.Model;
-using StreamClone.Source.Live;
+using StreamClone.Qemu.Migration;
 using StreamClone.Tests.Unit.QemuStream;
-using F = StreamClone.Shared.Model.QemuStreamFormat;
+using F = StreamClone.Qemu.Migration.QemuStreamFormat;
 
 namespace StreamClone.Tests.Fuzz.Targets;
 

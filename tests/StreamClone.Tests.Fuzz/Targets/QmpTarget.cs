@@ -1,6 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
 
 namespace StreamClone.Tests.Fuzz.Targets;
 

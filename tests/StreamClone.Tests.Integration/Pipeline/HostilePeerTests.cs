@@ -7,10 +7,10 @@ using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
-using StreamClone.Sink.Store;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
+using StreamClone.Store;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;

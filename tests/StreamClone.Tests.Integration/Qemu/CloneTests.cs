@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Net.Sockets;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
 
 namespace StreamClone.Tests.Integration.Qemu;
 

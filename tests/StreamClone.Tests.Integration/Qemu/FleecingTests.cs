@@ -1,9 +1,9 @@
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Qemu;
 using StreamClone.Shared.Model;
-using StreamClone.Shared.Qemu;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;

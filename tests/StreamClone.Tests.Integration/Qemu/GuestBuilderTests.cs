@@ -1,4 +1,4 @@
-using StreamClone.Shared.Qemu;
+using StreamClone.TestGuest;
 
 namespace StreamClone.Tests.Integration.Qemu;
 
@@ -29,7 +29,7 @@ public class GuestBuilderTests
 
             Assert.Equal(image, again);
             Assert.Equal(stamps, new[] { again.KernelPath, again.InitrdPath, again.DiskPath }.Select(File.GetLastWriteTimeUtc));
-            Assert.Equal(image, GuestImage.Open(dir));
+            Assert.Equal(image, GuestBuilder.Open(dir));
         }
         finally
         {

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
-using StreamClone.Shared.Qemu;
-using StreamClone.Sink.Restore;
-using StreamClone.Sink.Store;
+using StreamClone.Clone;
+using StreamClone.Qemu;
+using StreamClone.Store;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;

@@ -1,5 +1,5 @@
 using System.Net.Sockets;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
 
 namespace StreamClone.Tests.Integration.Qemu;
 

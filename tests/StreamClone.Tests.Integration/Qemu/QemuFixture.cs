@@ -1,4 +1,5 @@
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
+using StreamClone.TestGuest;
 
 namespace StreamClone.Tests.Integration.Qemu;
 

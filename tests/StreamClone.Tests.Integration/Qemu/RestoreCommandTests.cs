@@ -1,5 +1,6 @@
 using System.Diagnostics;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
+using StreamClone.TestGuest;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;

@@ -2,9 +2,7 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
-using StreamClone.Shared.Model;
-using StreamClone.Sink.Restore;
-using StreamClone.Source.Live;
+using StreamClone.Qemu.Migration;
 using StreamClone.Tests.Integration.Qemu;
 using StreamClone.Tests.Unit.QemuStream;
 

@@ -1,4 +1,4 @@
-using StreamClone.Shared.Nbd;
+using StreamClone.Qemu.Nbd;
 
 namespace StreamClone.Tests.Unit.Nbd;
 

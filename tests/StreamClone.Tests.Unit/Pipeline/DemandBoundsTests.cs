@@ -1,5 +1,6 @@
 using System.Runtime.Versioning;
 using CsCheck;
+using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
 using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;

@@ -1,5 +1,5 @@
 using System.Text.Json.Nodes;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
 
 namespace StreamClone.Tests.Unit.Qemu;
 

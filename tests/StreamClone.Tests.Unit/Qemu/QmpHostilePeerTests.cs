@@ -1,5 +1,5 @@
 using CsCheck;
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
 
 namespace StreamClone.Tests.Unit.Qemu;
 

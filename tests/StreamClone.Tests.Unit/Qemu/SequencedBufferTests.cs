@@ -1,4 +1,4 @@
-using StreamClone.Shared.Qemu;
+using StreamClone.Qemu;
 
 namespace StreamClone.Tests.Unit.Qemu;
 

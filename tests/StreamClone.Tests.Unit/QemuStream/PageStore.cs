@@ -1,6 +1,4 @@
-using StreamClone.Shared.Model;
-using StreamClone.Sink.Restore;
-using StreamClone.Source.Live;
+using StreamClone.Qemu.Migration;
 
 namespace StreamClone.Tests.Unit.QemuStream;
 

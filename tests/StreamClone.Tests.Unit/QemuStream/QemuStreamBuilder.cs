@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
-using F = StreamClone.Shared.Model.QemuStreamFormat;
+using F = StreamClone.Qemu.Migration.QemuStreamFormat;
 
 namespace StreamClone.Tests.Unit.QemuStream;
 

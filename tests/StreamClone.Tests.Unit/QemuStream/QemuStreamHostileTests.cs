@@ -1,6 +1,6 @@
-using StreamClone.Source.Live;
+using StreamClone.Qemu.Migration;
 using static StreamClone.Tests.Unit.QemuStream.QemuStreamVectors;
-using F = StreamClone.Shared.Model.QemuStreamFormat;
+using F = StreamClone.Qemu.Migration.QemuStreamFormat;
 
 namespace StreamClone.Tests.Unit.QemuStream;
 

@@ -1,5 +1,5 @@
 using CsCheck;
-using StreamClone.Source.Live;
+using StreamClone.Qemu.Migration;
 using static StreamClone.Tests.Unit.QemuStream.QemuStreamVectors;
 
 namespace StreamClone.Tests.Unit.QemuStream;

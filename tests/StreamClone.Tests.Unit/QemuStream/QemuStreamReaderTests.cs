@@ -1,7 +1,6 @@
 using System.IO.Pipelines;
 using System.Text;
-using StreamClone.Shared.Model;
-using StreamClone.Source.Live;
+using StreamClone.Qemu.Migration;
 using static StreamClone.Tests.Unit.QemuStream.QemuStreamVectors;
 
 namespace StreamClone.Tests.Unit.QemuStream;

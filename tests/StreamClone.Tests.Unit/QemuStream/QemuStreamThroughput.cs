@@ -1,8 +1,7 @@
 using System.Diagnostics;
 using System.IO.Pipelines;
-using StreamClone.Shared.Model;
-using StreamClone.Source.Live;
-using F = StreamClone.Shared.Model.QemuStreamFormat;
+using StreamClone.Qemu.Migration;
+using F = StreamClone.Qemu.Migration.QemuStreamFormat;
 
 namespace StreamClone.Tests.Unit.QemuStream;
 

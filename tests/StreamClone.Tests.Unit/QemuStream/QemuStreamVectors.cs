@@ -1,6 +1,6 @@
 using System.IO.Pipelines;
-using StreamClone.Source.Live;
-using F = StreamClone.Shared.Model.QemuStreamFormat;
+using StreamClone.Qemu.Migration;
+using F = StreamClone.Qemu.Migration.QemuStreamFormat;
 
 namespace StreamClone.Tests.Unit.QemuStream;
 

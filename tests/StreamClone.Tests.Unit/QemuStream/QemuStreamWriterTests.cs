@@ -1,8 +1,6 @@
 using System.IO.Pipelines;
 using CsCheck;
-using StreamClone.Shared.Model;
-using StreamClone.Sink.Restore;
-using StreamClone.Source.Live;
+using StreamClone.Qemu.Migration;
 using static StreamClone.Tests.Unit.QemuStream.QemuStreamVectors;
 
 namespace StreamClone.Tests.Unit.QemuStream;

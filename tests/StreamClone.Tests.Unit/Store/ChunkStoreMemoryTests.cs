@@ -1,5 +1,5 @@
 using StreamClone.Shared.Model;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 using static StreamClone.Tests.Unit.Store.Chunks;
 
 namespace StreamClone.Tests.Unit.Store;

@@ -81,7 +81,7 @@ public sealed class ChunkStorePropertyTests
             var reopened = temp.Reopen().OpenSnapshot(offer);
             Check(reopened, durable);
 
-            void Check(Sink.Store.SnapshotAssembly s, bool[][] expected)
+            void Check(StreamClone.Store.SnapshotAssembly s, bool[][] expected)
             {
                 for (var obj = 0; obj < 2; obj++)
                 {

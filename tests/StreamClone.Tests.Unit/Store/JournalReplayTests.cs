@@ -1,6 +1,6 @@
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 using static StreamClone.Tests.Unit.Store.Chunks;
 
 namespace StreamClone.Tests.Unit.Store;

@@ -1,7 +1,7 @@
 using System.Runtime.Versioning;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 using static StreamClone.Tests.Unit.Store.Chunks;
 
 namespace StreamClone.Tests.Unit.Store;

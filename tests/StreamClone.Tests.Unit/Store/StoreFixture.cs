@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 
 namespace StreamClone.Tests.Unit.Store;
 
