@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using StreamClone.Shared;
 using StreamClone.Shared.Protocol;
+using StreamClone.Store.Journal;
 
 namespace StreamClone.Store;
 
