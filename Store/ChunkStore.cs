@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using StreamClone.Shared;
 using StreamClone.Shared.Protocol;
+using StreamClone.Store.Journal;
 
 namespace StreamClone.Store;
 
@@ -14,7 +15,7 @@ namespace StreamClone.Store;
 /// snapshots/&lt;id&gt;/offer.msgpack     the SnapshotOfferMessage; written last at creation, so a directory
 ///                                 without it is an interrupted creation and is removed on open
 /// snapshots/&lt;id&gt;/obj-&lt;n&gt;.raw       object n (ObjectInfo.Id) at full size, sparse; chunk i at i*ChunkSize
-/// snapshots/&lt;id&gt;/journal.log       append-only presence records (see JournalRecord)
+/// snapshots/&lt;id&gt;/journal.log       append-only presence records (see Journal/GroupCommitJournal, JournalRecord)
 /// snapshots/&lt;id&gt;/upstream          who the snapshot came from (UTF-8; see GetInventory(string))
 /// snapshots/&lt;id&gt;/manifest.msgpack  only once the snapshot is complete and its root hashes matched
 /// snapshots/&lt;id&gt;/journal.log.corrupt-&lt;UTC time&gt;  a damaged journal as found, kept when replay rebuilt it

@@ -32,7 +32,7 @@ public sealed partial class SnapshotAssembly
         }
 
         await FlushAsync(ct);
-        await _flushGate.WaitAsync(ct);
+        await _completeGate.WaitAsync(ct);
         try
         {
             ThrowIfClosed();
@@ -60,7 +60,7 @@ public sealed partial class SnapshotAssembly
         }
         finally
         {
-            _flushGate.Release();
+            _completeGate.Release();
         }
     }
 
@@ -100,7 +100,6 @@ public sealed partial class SnapshotAssembly
             var obj = _objectsById[record.ObjectId];
             var segment = hashes[obj.Position][(int)(record.Index / perSegment)];
             record.Hash.Write(segment.AsSpan((int)(record.Index % perSegment) * ChunkHash.Size, ChunkHash.Size));
-            return true;
         });
         return new SnapshotManifest
         {
@@ -142,7 +141,6 @@ public sealed partial class SnapshotAssembly
                 faults.Add(new ChunkFault(SnapshotId, record.ObjectId, record.Index, record.Hash));
             }
             checkedChunks++;
-            return true;
         });
         return checkedChunks;
     }

@@ -2,6 +2,7 @@ using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
+using StreamClone.Store.Journal;
 
 namespace StreamClone.Store;
 
@@ -334,14 +335,14 @@ public sealed partial class SnapshotAssembly
     }
 
     /// <summary>
-    /// Makes a written place visible: queue its journal record, then presence, index and event.
+    /// Makes a written place visible: append its journal record, then presence, index and event.
     /// The record is queued before the bit is set so a FlushAsync that starts after IsPresent turns
     /// true always covers the chunk.
     /// </summary>
     private void Commit(StoredObject obj, long index, ChunkHash hash)
     {
         var zero = hash.IsZeroMark;
-        Enqueue(new JournalRecord(obj.Info.Id, index, hash), zero ? 0 : obj.ChunkLength(index));
+        _journal.Append(new JournalRecord(obj.Info.Id, index, hash), zero ? 0 : obj.ChunkLength(index));
         obj.Presence.MarkPresent(index, zero);
         obj.CountPresent(index, zero);
         if (!zero)

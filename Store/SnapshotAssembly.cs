@@ -1,8 +1,8 @@
 using System.Diagnostics.CodeAnalysis;
 using MessagePack;
-using Microsoft.Win32.SafeHandles;
 using StreamClone.Shared;
 using StreamClone.Shared.Protocol;
+using StreamClone.Store.Journal;
 
 namespace StreamClone.Store;
 
@@ -27,11 +27,14 @@ public sealed partial class SnapshotAssembly
     private volatile bool _isComplete;
     private volatile bool _closed;
 
+    // CompleteAsync runs one at a time, and Close waits for it (it reads the journal and writes the manifest).
+    private readonly SemaphoreSlim _completeGate = new(1, 1);
+
     // Loaded from disk rather than created: absent places may hold bytes of un-journaled writes.
     private bool _mayHoldUnjournaledBytes;
 
     private SnapshotAssembly(ChunkStore store, int ordinal, string directory, SnapshotOfferMessage offer, string upstream,
-        StoredObject[] objects, SafeFileHandle journal, long journalLength)
+        StoredObject[] objects, bool createJournal)
     {
         _store = store;
         Upstream = upstream;
@@ -41,11 +44,10 @@ public sealed partial class SnapshotAssembly
         _objects = objects;
         _objectsById = objects.ToDictionary(o => o.Info.Id);
         TotalChunks = objects.Sum(o => o.ChunkCount);
-        _journal = journal;
-        _journalPath = Path.Combine(directory, JournalFileName);
-        _journalLength = journalLength;
-        _flushTimer = new Timer(static state => ((SnapshotAssembly)state!).ScheduleBackgroundFlush(), this,
-            Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        var journalPath = Path.Combine(directory, JournalFileName);
+        _journal = createJournal
+            ? GroupCommitJournal.Create(journalPath, JournalOptions())
+            : GroupCommitJournal.Open(journalPath, store.IsReadOnly, JournalOptions());
     }
 
     public string SnapshotId => _offer.SnapshotId;
@@ -78,7 +80,7 @@ public sealed partial class SnapshotAssembly
 
     internal long ZeroChunks => _objects.Sum(o => o.ZeroChunks);
 
-    internal long BytesOnDisk => _objects.Sum(o => o.DataBytes) + Interlocked.Read(ref _journalLength);
+    internal long BytesOnDisk => _objects.Sum(o => o.DataBytes) + _journal.DurableLength;
 
     /// <summary>Position in the store's snapshot list: the snapshot part of a <see cref="ChunkLocation"/>.</summary>
     internal int Ordinal { get; }
@@ -179,32 +181,34 @@ public sealed partial class SnapshotAssembly
         var directory = Path.Combine(store.SnapshotsDirectory, offer.SnapshotId);
         StoreIO.CreatePrivateDirectory(directory);
         var objects = new List<StoredObject>();
-        SafeFileHandle? journal = null;
+        SnapshotAssembly? assembly = null;
         try
         {
             for (var i = 0; i < offer.Objects.Count; i++)
             {
                 objects.Add(OpenObject(directory, offer.Objects[i], i, FileMode.Create));
             }
-            var journalPath = Path.Combine(directory, JournalFileName);
-            journal = StoreIO.OpenReadWrite(journalPath, FileMode.Create);
-            Span<byte> header = stackalloc byte[JournalFormat.HeaderSize];
-            JournalFormat.WriteHeader(header);
-            StoreIO.Write(journal, journalPath, header, 0);
-            StoreIO.Sync(journal, journalPath);
+            var offerBytes = MessagePackSerializer.Serialize(offer, MessagePackDefaults.Options);
+            // Keep a private copy: the caller's message object may be reused or changed later.
+            var privateOffer = MessagePackSerializer.Deserialize<SnapshotOfferMessage>(offerBytes, MessagePackDefaults.Options);
+            // Creates the empty journal (header synced) before the upstream and the offer.
+            assembly = new SnapshotAssembly(store, ordinal, directory, privateOffer, upstream, [.. objects], createJournal: true);
 
             StoreIO.WriteAtomically(Path.Combine(directory, UpstreamFileName), System.Text.Encoding.UTF8.GetBytes(upstream));
-            var offerBytes = MessagePackSerializer.Serialize(offer, MessagePackDefaults.Options);
             StoreIO.WriteAtomically(Path.Combine(directory, OfferFileName), offerBytes);
-            // Keep a private copy: the caller's message object may be reused or changed later.
-            offer = MessagePackSerializer.Deserialize<SnapshotOfferMessage>(offerBytes, MessagePackDefaults.Options);
             StoreIO.SyncDirectory(store.SnapshotsDirectory);
-            return new SnapshotAssembly(store, ordinal, directory, offer, upstream, [.. objects], journal, JournalFormat.HeaderSize);
+            return assembly;
         }
         catch
         {
-            journal?.Dispose();
-            objects.ForEach(o => o.Dispose());
+            if (assembly is not null)
+            {
+                assembly.Close();
+            }
+            else
+            {
+                objects.ForEach(o => o.Dispose());
+            }
             // Only an accepted snapshot stays: no directory, sparse file or empty journal of a failed creation.
             TryDeleteDirectory(directory);
             throw;
@@ -250,7 +254,7 @@ public sealed partial class SnapshotAssembly
         }
 
         var objects = new List<StoredObject>();
-        SafeFileHandle? journal = null;
+        SnapshotAssembly? assembly = null;
         try
         {
             for (var i = 0; i < offer.Objects.Count; i++)
@@ -259,13 +263,10 @@ public sealed partial class SnapshotAssembly
                     ? OpenObjectReadOnly(directory, offer.Objects[i], i)
                     : OpenObject(directory, offer.Objects[i], i, FileMode.OpenOrCreate));
             }
-            var journalPath = Path.Combine(directory, JournalFileName);
-            journal = store.IsReadOnly ? StoreIO.OpenReadOnly(journalPath) : StoreIO.OpenReadWrite(journalPath, FileMode.Open);
             var upstreamPath = Path.Combine(directory, UpstreamFileName);
             // Missing in stores written before upstreams were recorded: unknown, so shared with no named upstream.
             var upstream = File.Exists(upstreamPath) ? File.ReadAllText(upstreamPath) : "";
-            var assembly = new SnapshotAssembly(store, ordinal, directory, offer, upstream, [.. objects], journal, 0);
-            journal = null;
+            assembly = new SnapshotAssembly(store, ordinal, directory, offer, upstream, [.. objects], createJournal: false);
             var records = assembly.Replay();
             assembly._mayHoldUnjournaledBytes = true;
             assembly._isComplete = assembly.HasCompleteManifest();
@@ -275,8 +276,14 @@ public sealed partial class SnapshotAssembly
         }
         catch
         {
-            journal?.Dispose();
-            objects.ForEach(o => o.Dispose());
+            if (assembly is not null)
+            {
+                assembly.Close();
+            }
+            else
+            {
+                objects.ForEach(o => o.Dispose());
+            }
             throw;
         }
     }
@@ -336,11 +343,13 @@ public sealed partial class SnapshotAssembly
             $"Snapshot {SnapshotId} object {obj.Info.Id}: chunk {missing} (of {first}..{last}) is not present yet.");
     }
 
-    /// <summary>Closes files after any running flush; pending (unflushed) records are dropped.</summary>
+    /// <summary>Closes files after any running flush or completion; pending (unflushed) records are dropped.</summary>
     internal void Close()
     {
-        StopFlushing();
+        // A running CompleteAsync reads the journal and writes the manifest: let it finish first.
+        _completeGate.Wait();
         _closed = true;
+        _completeGate.Release();
         _journal.Dispose();
         foreach (var obj in _objects)
         {

@@ -21,5 +21,7 @@ internal static class StoreFaultPoints
     /// <summary>Flush: records appended to the journal, journal not yet synced.</summary>
     public const string AfterJournalAppend = nameof(AfterJournalAppend);
 
-    public static void Hit(ChunkStoreOptions options, string point) => options.FaultHook?.Invoke(point);
+    public static void Hit(ChunkStoreOptions options, string point) => Hit(options.FaultHook, point);
+
+    public static void Hit(Action<string>? hook, string point) => hook?.Invoke(point);
 }

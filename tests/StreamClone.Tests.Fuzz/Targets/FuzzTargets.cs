@@ -20,6 +20,7 @@ public static class FuzzTargets
         ("qemu-stream", () => new QemuStreamTarget()),
         ("device-state", () => new DeviceStateTarget()),
         ("journal", () => new JournalTarget()),
+        ("store-replay", () => new StoreReplayTarget()),
         ("qmp", () => new QmpTarget()),
         ("demand", () => new DemandTarget()),
     ];

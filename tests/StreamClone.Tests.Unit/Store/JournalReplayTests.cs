@@ -1,6 +1,7 @@
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Store;
+using StreamClone.Store.Journal;
 using static StreamClone.Tests.Unit.Store.Chunks;
 
 namespace StreamClone.Tests.Unit.Store;
