@@ -14,7 +14,10 @@ internal static class PkiFiles
 
     public const UnixFileMode DirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
-    /// <summary>Creates <paramref name="path"/> and its missing parents (~/.config/streamclone on first use) 0700.</summary>
+    /// <summary>
+    /// Creates <paramref name="path"/> 0700 with its missing parents (~/.config/streamclone on first use;
+    /// .NET gives parents the default mode, which is right for them: they hold nothing secret).
+    /// </summary>
     public static void CreateDirectory(string path)
     {
         if (OperatingSystem.IsWindows())
