@@ -110,17 +110,17 @@ public sealed class ClusterCertificateValidator : IPeerCertificateValidator
             var now = _time.GetUtcNow();
             foreach (var element in chain.ChainElements)
             {
-                var whose = ReferenceEquals(element.Certificate, certificate) || element.Certificate.RawDataMemory.Span.SequenceEqual(certificate.RawDataMemory.Span)
-                    ? "" : "the cluster CA ";
+                var isCa = !element.Certificate.RawDataMemory.Span.SequenceEqual(certificate.RawDataMemory.Span);
+                var whose = isCa ? "the cluster CA " : "";
                 var notAfter = new DateTimeOffset(element.Certificate.NotAfter.ToUniversalTime());
                 var notBefore = new DateTimeOffset(element.Certificate.NotBefore.ToUniversalTime());
                 if (now > notAfter)
                 {
-                    return new PeerRefusal(PeerRefusalKind.Expired, $"{whose}expired on {Format(notAfter)}");
+                    return new PeerRefusal(isCa ? PeerRefusalKind.ClusterCaNotValid : PeerRefusalKind.Expired, $"{whose}expired on {Format(notAfter)}");
                 }
                 if (now < notBefore)
                 {
-                    return new PeerRefusal(PeerRefusalKind.NotYetValid, $"{whose}not valid before {Format(notBefore)} (check the clocks)");
+                    return new PeerRefusal(isCa ? PeerRefusalKind.ClusterCaNotValid : PeerRefusalKind.NotYetValid, $"{whose}not valid before {Format(notBefore)} (check the clocks)");
                 }
             }
         }
@@ -150,6 +150,9 @@ public enum PeerRefusalKind
     Expired,
     NotYetValid,
     NotANode,
+
+    /// <summary>The cluster CA itself is out of its dates: every certificate of the cluster is refused until it has a new CA.</summary>
+    ClusterCaNotValid,
     Other,
 }
 

@@ -173,7 +173,7 @@ public sealed partial class ClusterPki
         }
         var credentials = LoadNodeLocked(name);
         var refusal = Validator.Check(credentials.Certificate);
-        if (refusal is { Kind: PeerRefusalKind.Expired or PeerRefusalKind.NotYetValid } && CanIssue && !refusal.Reason.StartsWith("the cluster CA", StringComparison.Ordinal))
+        if (refusal is { Kind: PeerRefusalKind.Expired or PeerRefusalKind.NotYetValid } && CanIssue)
         {
             credentials.Certificate.Dispose();
             var now = DateTimeOffset.UtcNow;
