@@ -20,6 +20,7 @@ root.Subcommands.Add(ImageCommand.Create());
 root.Subcommands.Add(GuestCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
+root.Subcommands.Add(PkiCommand.Create());
 
 // Every failure ends the command with one line on stderr and a non-zero exit: the log's line when a
 // session already logged its close reason (FailureReport), else this one. Expected ones (a bad peer, a full disk,
@@ -36,7 +37,7 @@ catch (Exception caught)
 {
     var ex = StreamClone.Shared.FailureReport.FirstCause(caught);
     var expected = ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
-        or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
+        or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
         or StreamClone.Qemu.QmpException or StreamClone.Qemu.QmpProtocolException or StreamClone.Qemu.VmStartException;
     if (!(expected && StreamClone.Shared.FailureReport.WasLogged(ex)))
     {

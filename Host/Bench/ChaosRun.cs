@@ -7,7 +7,11 @@ namespace StreamClone.Host.Bench;
 
 /// <summary>Settings shared by every run of `bench chaos`.</summary>
 internal sealed record ChaosSettings(
-    string Image, string WorkDir, TimeSpan HangTimeout, TimeSpan RunTimeout, int MaxRestarts, int ProbeReads);
+    string Image, string WorkDir, TimeSpan HangTimeout, TimeSpan RunTimeout, int MaxRestarts, int ProbeReads)
+{
+    /// <summary>--pki/--node/--insecure for every source and sink process (<see cref="Commands.TransportSecurityOptions.ChildArguments"/>).</summary>
+    public IReadOnlyList<string> SecurityArguments { get; init; } = [];
+}
 
 /// <summary>How a process of a run ended.</summary>
 internal sealed record ChaosExit(string Process, int Code, bool KilledByBench, bool Clear, string LastLine);
@@ -205,7 +209,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
         _source = ChildProcess.Start($"source#{_sourceStarts}",
         [
             "source", "--image", _settings.Image, "--listen", "127.0.0.1:0", "--port-file", portFile,
-            "--snapshot-id", SnapshotId, "--json",
+            "--snapshot-id", SnapshotId, "--json", .. _settings.SecurityArguments,
         ]);
         _started.Add(_source);
         var port = await ChildProcess.WaitForPortFileAsync(portFile, _source, TimeSpan.FromSeconds(60));
@@ -243,6 +247,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
             // No free-space margin: the store's tmpfs is sized to the offer, and the fault is what fills it.
             "sink", "--connect", $"127.0.0.1:{Proxy.EndPoint.Port}", "--store", Store, "--json", "--free-space-margin", "0",
             "--probe-reads", _settings.ProbeReads.ToString(System.Globalization.CultureInfo.InvariantCulture), "--probe-spacing-ms", "5",
+            .. _settings.SecurityArguments,
         ]);
         _started.Add(_sink);
     }

@@ -5,7 +5,11 @@ using StreamClone.Perf;
 namespace StreamClone.Host.Bench;
 
 /// <summary>Settings of one source → sink run.</summary>
-internal sealed record PipelineSettings(int ChunkSize, int BatchChunks, int Level, int Parallelism, int ProbeReads, int NotSentLowat);
+internal sealed record PipelineSettings(int ChunkSize, int BatchChunks, int Level, int Parallelism, int ProbeReads, int NotSentLowat)
+{
+    /// <summary>--pki/--node/--insecure for both processes (<see cref="Commands.TransportSecurityOptions.ChildArguments"/>).</summary>
+    public IReadOnlyList<string> SecurityArguments { get; init; } = [];
+}
 
 /// <summary>What one run measured, from the two processes' own JSON summaries.</summary>
 internal sealed record TransferResult(
@@ -30,6 +34,7 @@ internal static class PipelineBench
             "source", "--image", input, "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json",
             "--chunk-size", s.ChunkSize.ToString(inv), "--batch-chunks", s.BatchChunks.ToString(inv), "--level", s.Level.ToString(inv),
             "--parallelism", s.Parallelism.ToString(inv), "--notsent-lowat", s.NotSentLowat.ToString(inv),
+            .. s.SecurityArguments,
         ]);
         var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
         File.Delete(portFile);
@@ -37,6 +42,7 @@ internal static class PipelineBench
         [
             "sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json",
             "--probe-reads", s.ProbeReads.ToString(inv), "--parallelism", s.Parallelism.ToString(inv),
+            .. s.SecurityArguments,
         ]);
         var timeout = TimeSpan.FromMinutes(30);
         var sinkExit = await sink.WaitAsync(timeout, ct);

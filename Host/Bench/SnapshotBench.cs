@@ -33,7 +33,7 @@ internal static partial class SnapshotBench
             : null;
     }
 
-    public static async Task<Dictionary<string, object?>> RunAsync(string memory, int fillMiB, VmAccel accel, string work, ILogger logger, CancellationToken ct)
+    public static async Task<Dictionary<string, object?>> RunAsync(string memory, int fillMiB, VmAccel accel, string work, IReadOnlyList<string> securityArguments, ILogger logger, CancellationToken ct)
     {
         var guest = await GuestBuilder.BuildAsync(null, logger, ct);
         var sourceQmp = Path.Combine(work, "source-qmp.sock");
@@ -45,10 +45,10 @@ internal static partial class SnapshotBench
 
         var clock = Stopwatch.StartNew();
         var portFile = Path.Combine(work, "port");
-        await using var source = ChildProcess.Start("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json"]);
+        await using var source = ChildProcess.Start("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. securityArguments]);
         var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
         var store = Path.Combine(work, "store");
-        await using var sink = ChildProcess.Start("sink", ["sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json"]);
+        await using var sink = ChildProcess.Start("sink", ["sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json", .. securityArguments]);
         if (await sink.WaitAsync(TimeSpan.FromMinutes(20), ct) != 0 | await source.WaitAsync(TimeSpan.FromMinutes(1), ct) != 0)
         {
             throw new InvalidOperationException($"snapshot transfer failed.\nsink: {sink.StandardError}\nsource: {source.StandardError}");

@@ -39,10 +39,12 @@ internal static class BenchCommand
         var details = new Option<string?>("--details") { Description = "Write every run's details as JSON to this file." };
         var workDir = new Option<string?>("--work-dir") { Description = "Where images and stores go (default: a temp dir, deleted afterwards)." };
         var json = CommonOptions.Json();
+        var security = CommonOptions.Security();
         var command = new Command("chaos", "Source and sink processes through the fault proxy: kills, corrupted/dropped/duplicated/reordered bytes, cut lanes, a full disk, a peer that stops reading; recover, then check the store byte for byte. Prints runs, identical, clear_failures, wrong_bytes, hangs.")
         {
             runs, seed, size, faults, hangTimeout, runTimeout, restarts, probeReads, verbose, details, workDir, json,
         };
+        AddSecurity(command, security);
         command.SetAction(async (r, ct) =>
         {
             var kinds = new List<ChaosFault>();
@@ -64,7 +66,8 @@ internal static class BenchCommand
             try
             {
                 var settings = new ChaosSettings("", work, TimeSpan.FromSeconds(r.GetValue(hangTimeout)), TimeSpan.FromSeconds(r.GetValue(runTimeout)),
-                    r.GetValue(restarts), r.GetValue(probeReads));
+                    r.GetValue(restarts), r.GetValue(probeReads))
+                { SecurityArguments = ResolveForChildren(security, r) };
                 Dictionary<string, object?> report;
                 List<ChaosRunResult> results;
                 try
@@ -123,16 +126,19 @@ internal static class BenchCommand
         var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "bench-results", Description = "Directory for sweep reports." };
         var workDir = new Option<string?>("--work-dir") { Description = "Where sink stores go (default: a temp dir, deleted afterwards)." };
         var json = CommonOptions.Json();
+        var security = CommonOptions.Security();
         var command = new Command("pipeline", "Stream an image source → sink as separate processes over loopback; verify the copy; print throughput, ratio, demand latency and peak memory.")
         {
             input, second, chunkSize, batchChunks, level, parallelism, probeReads, notSentLowat, baseline, sweep, outDir, workDir, json,
         };
+        AddSecurity(command, security);
         command.SetAction(async (r, ct) =>
         {
             var work = r.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-bench-{Guid.NewGuid():N}");
             try
             {
-                var settings = new PipelineSettings(r.GetValue(chunkSize), r.GetValue(batchChunks), r.GetValue(level), r.GetValue(parallelism), r.GetValue(probeReads), r.GetValue(notSentLowat));
+                var settings = new PipelineSettings(r.GetValue(chunkSize), r.GetValue(batchChunks), r.GetValue(level), r.GetValue(parallelism), r.GetValue(probeReads), r.GetValue(notSentLowat))
+                { SecurityArguments = ResolveForChildren(security, r) };
                 if (r.GetValue(sweep))
                 {
                     return await SweepAsync(r.GetValue(input)!, work, settings, r.GetValue(outDir)!, ct);
@@ -166,10 +172,12 @@ internal static class BenchCommand
         var accel = new Option<StreamClone.Qemu.VmAccel>("--accel") { Description = "kvm, tcg or auto (KVM is detected as unusable within seconds).", DefaultValueFactory = _ => StreamClone.Qemu.VmAccel.Tcg };
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
+        var security = CommonOptions.Security();
         var command = new Command("snapshot", "Boot the test guest, snapshot it live through source → sink processes, restore a clone; print pause, guest gap, snapshot and restore times.")
         {
             memory, fill, accel, json, logLevel,
         };
+        AddSecurity(command, security);
         command.SetAction(async (r, ct) =>
         {
             using var logging = HostServices.CreateLogging(r.GetValue(logLevel));
@@ -181,7 +189,7 @@ internal static class BenchCommand
                 // Leave the kernel, initramfs and page tables max(96 MiB, a quarter): more and the guest kernel panics out of memory.
                 var memMiB = (int)(SizeParser.Parse(mem) >> 20);
                 var fillMiB = r.GetValue(fill) ?? Math.Max(16, memMiB - Math.Max(96, memMiB / 4));
-                var report = await SnapshotBench.RunAsync(mem, fillMiB, r.GetValue(accel), work, logging.CreateLogger("bench"), ct);
+                var report = await SnapshotBench.RunAsync(mem, fillMiB, r.GetValue(accel), work, ResolveForChildren(security, r), logging.CreateLogger("bench"), ct);
                 if (r.GetValue(json))
                 {
                     Console.WriteLine(JsonSerializer.Serialize(report, HostServices.Json));
@@ -198,6 +206,25 @@ internal static class BenchCommand
             }
         });
         return command;
+    }
+
+    private static void AddSecurity(Command command, TransportSecurityOptions security)
+    {
+        foreach (var option in security.All)
+        {
+            command.Options.Add(option);
+        }
+    }
+
+    /// <summary>
+    /// The source and sink processes' security arguments, the PKI opened here first: a bad --pki is one
+    /// line before anything starts, and a first run creates the default PKI once, not in two racing children.
+    /// </summary>
+    private static IReadOnlyList<string> ResolveForChildren(TransportSecurityOptions security, ParseResult r)
+    {
+        using var logging = HostServices.CreateLogging(Microsoft.Extensions.Logging.LogLevel.Warning);
+        security.Resolve(r, logging.CreateLogger("bench"));
+        return security.ChildArguments(r);
     }
 
     private static void WriteTable(Dictionary<string, object?> report)

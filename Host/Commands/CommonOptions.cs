@@ -1,6 +1,8 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using StreamClone.Shared;
+using StreamClone.Shared.Security;
+using StreamClone.Shared.Transport;
 
 namespace StreamClone.Host.Commands;
 
@@ -17,6 +19,12 @@ internal static class CommonOptions
 
     /// <summary>The transport's timeouts as options (seconds), bound onto <see cref="TransportOptions"/> by <see cref="TransportTimeouts.Apply"/>.</summary>
     public static TransportTimeouts Timeouts() => new();
+
+    /// <summary>
+    /// Mutual TLS or plain TCP: <c>--pki</c>, <c>--node</c>, <c>--insecure</c>, resolved by
+    /// <see cref="TransportSecurityOptions.Resolve"/> into the <see cref="TlsSettings"/> the transport takes.
+    /// </summary>
+    public static TransportSecurityOptions Security() => new();
 
     public static Option<int> Parallelism() => new("--parallelism")
     {
@@ -53,5 +61,74 @@ internal sealed class TransportTimeouts
         return seconds > 0 && seconds <= int.MaxValue / 1000
             ? seconds
             : throw new FormatException($"{option.Name} must be a number of seconds above 0, not {seconds}");
+    }
+}
+
+/// <summary>
+/// How a node's connections are secured, on the command line. By default every connection is mutual
+/// TLS with the default PKI (<see cref="ClusterPki.DefaultDirectory"/>), created on first use so that
+/// <c>demo</c>, <c>bench</c> and tests work with no setup; <c>--pki DIR</c> names another (made by
+/// <c>pki init</c>); <c>--insecure</c> runs plain TCP.
+/// </summary>
+internal sealed class TransportSecurityOptions
+{
+    public Option<string?> Pki { get; } = new("--pki")
+    {
+        Description = "PKI directory holding the cluster CA and this node's certificate (`pki init --out DIR`, `pki issue`). "
+            + "Default: $XDG_CONFIG_HOME/streamclone/pki or ~/.config/streamclone/pki, created on first use.",
+    };
+
+    public Option<string?> Node { get; } = new("--node")
+    {
+        Description = "This node's name: the certificate nodes/NAME.crt it presents, issued on first use where the CA key is (default: the host name).",
+    };
+
+    public Option<bool> Insecure { get; } = new("--insecure")
+    {
+        Description = "Plain TCP: no certificates, peers not authenticated, nothing encrypted (logged as a warning).",
+    };
+
+    public IEnumerable<Option> All => [Pki, Node, Insecure];
+
+    /// <summary>
+    /// The node's TLS settings, or null for plain TCP (<c>--insecure</c>, which logs a warning saying so).
+    /// Opening the PKI here, before any socket, makes a bad <c>--pki</c> one clear line at startup.
+    /// </summary>
+    public TlsSettings? Resolve(ParseResult result, ILogger logger)
+    {
+        var directory = result.GetValue(Pki);
+        var node = result.GetValue(Node);
+        if (result.GetValue(Insecure))
+        {
+            if (directory is not null || node is not null)
+            {
+                throw new FormatException("--insecure runs without certificates: drop --pki and --node, or --insecure");
+            }
+            logger.LogWarning("--insecure: this node runs plain TCP: its peers are not authenticated and its streams are not encrypted");
+            return null;
+        }
+        var credentials = directory is null ? NodeCredentials.OpenOrCreateDefault(node) : NodeCredentials.Open(directory, node);
+        logger.LogInformation("mutual TLS as node {Node} (PKI {Directory}, cluster CA sha256 {Fingerprint})",
+            credentials.Name, credentials.PkiDirectory, credentials.ClusterFingerprint[..16]);
+        return credentials.ToTlsSettings();
+    }
+
+    /// <summary>The same choice for a child process this command starts (bench and demo run source and sink as processes).</summary>
+    public IReadOnlyList<string> ChildArguments(ParseResult result)
+    {
+        if (result.GetValue(Insecure))
+        {
+            return ["--insecure"];
+        }
+        List<string> arguments = [];
+        if (result.GetValue(Pki) is { } directory)
+        {
+            arguments.AddRange(["--pki", Path.GetFullPath(directory)]);
+        }
+        if (result.GetValue(Node) is { } node)
+        {
+            arguments.AddRange(["--node", node]);
+        }
+        return arguments;
     }
 }

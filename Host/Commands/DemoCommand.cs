@@ -32,23 +32,31 @@ internal static partial class DemoCommand
         var memory = new Option<string>("--memory") { Description = "Guest RAM.", DefaultValueFactory = _ => "256M" };
         var fill = new Option<int>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data.", DefaultValueFactory = _ => 128 };
         var accel = new Option<VmAccel>("--accel") { Description = "kvm, tcg or auto (auto tries KVM and falls back to TCG when the guest stays silent).", DefaultValueFactory = _ => VmAccel.Tcg };
+        var security = CommonOptions.Security();
         var command = new Command("demo", "Boot a small VM, snapshot it live, stream it source → sink over loopback, restore a clone and show both running side by side.")
         {
             image, size, probeReads, cache, memory, fill, accel,
         };
+        foreach (var option in security.All)
+        {
+            command.Options.Add(option);
+        }
         command.SetAction(async (r, ct) => r.GetValue(image)
-            ? await DemoImage.RunAsync(r.GetValue(size)!, r.GetValue(probeReads), r.GetValue(cache)!, ct)
-            : await RunVmAsync(r.GetValue(memory)!, r.GetValue(fill), r.GetValue(accel), ct));
+            ? await DemoImage.RunAsync(r.GetValue(size)!, r.GetValue(probeReads), r.GetValue(cache)!, security, r, ct)
+            : await RunVmAsync(r.GetValue(memory)!, r.GetValue(fill), r.GetValue(accel), security, r, ct));
         return command;
     }
 
     [GeneratedRegex(@"^SC tick=(\d+) mem=([0-9a-f]{8}) disk=([0-9a-f]{8}) chk=(ok|BAD)")]
     private static partial Regex Tick();
 
-    private static async Task<int> RunVmAsync(string memory, int fillMiB, VmAccel accel, CancellationToken ct)
+    private static async Task<int> RunVmAsync(string memory, int fillMiB, VmAccel accel, TransportSecurityOptions security, ParseResult r, CancellationToken ct)
     {
         using var logging = HostServices.CreateLogging(LogLevel.Warning);
         var logger = logging.CreateLogger("demo");
+        // The sink here and the source process secure their connection alike; resolved before the source
+        // starts, so a first run creates the default PKI once, here.
+        var tls = security.Resolve(r, logger);
         var work = Path.Combine(Path.GetTempPath(), $"streamclone-demo-{Guid.NewGuid():N}");
         Directory.CreateDirectory(work);
         try
@@ -67,7 +75,7 @@ internal static partial class DemoCommand
 
             // The source is its own process, as on a real host; the sink runs here to show its progress.
             var portFile = Path.Combine(work, "port");
-            await using var source = ChildProcess.Start("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json"]);
+            await using var source = ChildProcess.Start("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. security.ChildArguments(r)]);
             var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
             var snapshotClock = Stopwatch.StartNew();
             using var store = ChunkStore.Open(Path.Combine(work, "store"), logger);

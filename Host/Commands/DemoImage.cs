@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
@@ -17,7 +18,7 @@ namespace StreamClone.Host.Commands;
 /// </summary>
 internal static class DemoImage
 {
-    public static async Task<int> RunAsync(string size, int probeReads, string cache, CancellationToken ct)
+    public static async Task<int> RunAsync(string size, int probeReads, string cache, TransportSecurityOptions security, ParseResult r, CancellationToken ct)
     {
         var bytes = SizeParser.Parse(size);
         var image = await EnsureImageAsync(cache, bytes, ct);
@@ -25,7 +26,7 @@ internal static class DemoImage
         Directory.CreateDirectory(work);
         try
         {
-            return await RunAsync(image, work, probeReads, ct);
+            return await RunAsync(image, work, probeReads, security, r, ct);
         }
         finally
         {
@@ -53,14 +54,17 @@ internal static class DemoImage
         return path;
     }
 
-    private static async Task<int> RunAsync(string image, string work, int probeReads, CancellationToken ct)
+    private static async Task<int> RunAsync(string image, string work, int probeReads, TransportSecurityOptions security, ParseResult r, CancellationToken ct)
     {
+        using var logging = HostServices.CreateLogging(LogLevel.Warning);
+        // The sink here and the source process secure their connection alike; resolved before the source
+        // starts, so a first run creates the default PKI once, here.
+        var tls = security.Resolve(r, logging.CreateLogger("demo"));
         var portFile = Path.Combine(work, "port");
-        await using var source = ChildProcess.Start("source", ["source", "--image", image, "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json"]);
+        await using var source = ChildProcess.Start("source", ["source", "--image", image, "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. security.ChildArguments(r)]);
         var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
         AnsiConsole.MarkupLine($"[grey]source:[/] process {source.Id} listening on 127.0.0.1:{port}");
 
-        using var logging = HostServices.CreateLogging(LogLevel.Warning);
         using var store = ChunkStore.Open(Path.Combine(work, "store"), logging.CreateLogger("sink"));
         await using var session = await SinkSession.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port), store,
             new SinkOptions(), TransportOptions.Default, logging.CreateLogger("sink"), ct);

@@ -31,11 +31,12 @@ internal static class SinkCommand
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
         var timeouts = CommonOptions.Timeouts();
+        var security = CommonOptions.Security();
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
             connect, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
         };
-        foreach (var option in timeouts.All)
+        foreach (var option in timeouts.All.Concat(security.All))
         {
             command.Options.Add(option);
         }
@@ -43,6 +44,8 @@ internal static class SinkCommand
         {
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
             var logger = logging.CreateLogger("sink");
+            // What the connection to the source is secured with (null: plain TCP, --insecure).
+            var tls = security.Resolve(result, logger);
             var asJson = result.GetValue(json);
             var storeOptions = new ChunkStoreOptions
             {

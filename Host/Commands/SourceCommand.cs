@@ -32,6 +32,7 @@ internal static class SourceCommand
         var maxSessions = new Option<int>("--max-sessions") { Description = "Sinks streamed to at once; more are refused (TooManySessions).", DefaultValueFactory = _ => new SourceOptions().MaxSessions };
         var inventoryTimeout = TransportTimeouts.Seconds("--inventory-timeout", "Seconds a sink may take from the offer to the end of its inventory.", TransportOptions.Default.InventoryTimeout);
         var timeouts = CommonOptions.Timeouts();
+        var security = CommonOptions.Security();
         var snapshotId = new Option<string?>("--snapshot-id") { Description = "Snapshot id (default: new). A sink resumes a snapshot with the same id." };
         var notSentLowat = new Option<int>("--notsent-lowat") { Description = "TCP_NOTSENT_LOWAT of the bulk lane in bytes (0 = kernel default).", DefaultValueFactory = _ => TransportOptions.Default.BulkNotSentLowWatermark };
         var parallelism = CommonOptions.Parallelism();
@@ -42,7 +43,7 @@ internal static class SourceCommand
         {
             images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, maxSessions, snapshotId, notSentLowat, parallelism, json, logLevel, inventoryTimeout,
         };
-        foreach (var option in timeouts.All)
+        foreach (var option in timeouts.All.Concat(security.All))
         {
             command.Options.Add(option);
         }
@@ -50,6 +51,8 @@ internal static class SourceCommand
         {
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
             var logger = logging.CreateLogger("source");
+            // What every connection this source accepts is secured with (null: plain TCP, --insecure).
+            var tls = security.Resolve(result, logger);
             var options = new SourceOptions
             {
                 ChunkSize = result.GetValue(chunkSize),
