@@ -11,7 +11,7 @@ namespace StreamClone.Source.Pipeline;
 /// The bulk pass of one snapshot to one sink, as a dataflow graph:
 /// <code>
 /// read (1, in order) → classify: zero test + BLAKE3 (N parallel, order kept)
-///   → dedup + root hashes (1, in order) → encode: concat + zstd (N parallel, order kept)
+///   → dedup + root hashes (1, in order) → encode: zstd over the Data runs (N parallel, order kept)
 ///   → output buffer → the session's sender loop
 /// </code>
 /// Every block is bounded (<see cref="SourceOptions.StageCapacity"/>), so when the socket is slow
