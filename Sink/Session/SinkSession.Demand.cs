@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using StreamClone.Shared;
-using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 
@@ -181,9 +180,9 @@ public sealed partial class SinkSession
                 }
                 var header = frame.DecodeHeader<ChunkBatchMessage>();
                 // Verify takes the payload (disposes it), Store the verified data.
-                var payload = BatchBufferPool.Shared.Rent((int)frame.Payload.Length);
+                var payload = _options.Buffers.Rent((int)frame.Payload.Length);
                 frame.Payload.CopyTo(payload.Span);
-                var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = payload }, Snapshot.Objects, BatchBufferPool.Shared);
+                var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = payload }, Snapshot.Objects, _options.Buffers);
                 Store(verified, demand: true);
                 return ValueTask.FromResult(true);
             }, _stop.Token);

@@ -11,6 +11,9 @@ namespace StreamClone.Sink.Session;
 
 public sealed partial class SinkSession
 {
+    // Completes once a failed bulk stream's abandoned buffers are back in the pool (DisposeAsync waits for it).
+    private Task _buffersReturned = Task.CompletedTask;
+
     /// <summary>
     /// Receives the bulk stream to the end and returns the verified, durable manifest:
     /// <code>
@@ -26,7 +29,7 @@ public sealed partial class SinkSession
         var ct = _stop.Token;
         var objects = Snapshot.Objects;
         // Payload copies and decompressed data of this stream; what a faulted stage drops is returned below.
-        var buffers = new BatchBufferScope(BatchBufferPool.Shared);
+        var buffers = new BatchBufferScope(_options.Buffers);
         var verify = new TransformBlock<ReceivedBatch, VerifiedBatch>(b => BatchVerifier.Verify(b, objects, buffers), new ExecutionDataflowBlockOptions
         {
             BoundedCapacity = _options.StageCapacity * _options.Parallelism,
@@ -106,10 +109,11 @@ public sealed partial class SinkSession
                 _bulk.Abort(reason);
             }
             // Nothing unverified was stored. The faulted blocks drop the batches they hold; those
-            // buffers go back once the receive loop and both stages have stopped (not awaited here: the
-            // store stage may be finishing a batch, and the caller should hear the reason now).
+            // buffers go back once the receive loop and both stages have stopped: not awaited here
+            // (the store stage may be finishing a batch, and the caller should hear the reason now)
+            // but by DisposeAsync, after it has stopped them.
             ((IDataflowBlock)verify).Fault(ex);
-            _ = buffers.ReturnAbandonedAfterAsync(receive, verify.Completion, store.Completion);
+            _buffersReturned = buffers.ReturnAbandonedAfterAsync(receive, verify.Completion, store.Completion);
             if (ex != caught)
             {
                 ExceptionDispatchInfo.Throw(ex);

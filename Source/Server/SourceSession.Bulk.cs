@@ -43,7 +43,7 @@ public sealed partial class SourceSession
     {
         var ct = _stop.Token;
         var clock = Stopwatch.StartNew();
-        var buffers = new BatchBufferScope(BatchBufferPool.Shared);
+        var buffers = new BatchBufferScope(_options.Buffers);
         Task? run = null, send = null;
         try
         {

@@ -1,5 +1,4 @@
 using StreamClone.Shared;
-using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
@@ -34,7 +33,7 @@ public sealed partial class SourceSession
                 // buffers (MaxDemandBytes raw plus its compressed copy) however many it sends.
                 var obj = DemandLayout.Validate(request, objects);
                 Stats.AddDemand();
-                var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, BatchBufferPool.Shared, ct);
+                var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, _options.Buffers, ct);
                 try
                 {
                     BatchEncoder.Classify(batch);
@@ -52,7 +51,7 @@ public sealed partial class SourceSession
                     throw;
                 }
                 // Encode takes the raw buffer (disposes it, also when it throws).
-                using (var encoded = BatchEncoder.Encode(batch, _options.CompressionLevel, BatchBufferPool.Shared))
+                using (var encoded = BatchEncoder.Encode(batch, _options.CompressionLevel, _options.Buffers))
                 {
                     await demand.SendAsync(FrameType.ChunkBatch, encoded.Header, encoded.PayloadMemory, ct);
                 }
