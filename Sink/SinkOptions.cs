@@ -1,3 +1,5 @@
+using StreamClone.Shared.Buffers;
+
 namespace StreamClone.Sink;
 
 public sealed record SinkOptions
@@ -11,6 +13,12 @@ public sealed record SinkOptions
     /// the source within a few milliseconds of work.
     /// </summary>
     public int StageCapacity { get; init; } = 4;
+
+    /// <summary>
+    /// Where the session rents payload copies and decompressed batches: the process's bounded pool;
+    /// a test gives a session a pool of its own to count its leases exactly.
+    /// </summary>
+    public BatchBufferPool Buffers { get; init; } = BatchBufferPool.Shared;
 
     /// <summary>Peer name sent in Hello (logs on the source).</summary>
     public string PeerName { get; init; } = Environment.MachineName;

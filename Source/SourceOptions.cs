@@ -1,4 +1,5 @@
 using StreamClone.Shared;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 
 namespace StreamClone.Source;
@@ -27,6 +28,12 @@ public sealed record SourceOptions
     /// 38.4% against ~200 MB/s to 37.5% at level 1, and compression is the source's largest cost.
     /// </summary>
     public int CompressionLevel { get; init; } = -1;
+
+    /// <summary>
+    /// Where sessions rent raw batches and payloads: the process's bounded pool; a test gives a
+    /// source a pool of its own to count its leases exactly.
+    /// </summary>
+    public BatchBufferPool Buffers { get; init; } = BatchBufferPool.Shared;
 
     /// <summary>Workers in each parallel stage (hash, compress).</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;

@@ -138,28 +138,21 @@ public sealed partial class SnapshotAssembly
     private void ClearStaleBytes(StoredObject obj, long index)
     {
         var length = obj.ChunkLength(index);
-        var buffer = BatchBuffers.Pool.Rent(length);
+        using var buffer = BatchBufferPool.Shared.Rent(length);
+        var bytes = buffer.Span;
         try
         {
-            var bytes = buffer.AsSpan(0, length);
-            try
-            {
-                StoreIO.ReadFully(obj.Handle, obj.Path, bytes, obj.Offset(index));
-            }
-            catch
-            {
-                obj.Presence.Release(index);
-                throw;
-            }
-            if (bytes.ContainsAnyExcept((byte)0))
-            {
-                bytes.Clear();
-                WriteClaimed(obj, index, bytes); // releases the claim itself on failure
-            }
+            StoreIO.ReadFully(obj.Handle, obj.Path, bytes, obj.Offset(index));
         }
-        finally
+        catch
         {
-            BatchBuffers.Pool.Return(buffer);
+            obj.Presence.Release(index);
+            throw;
+        }
+        if (bytes.ContainsAnyExcept((byte)0))
+        {
+            bytes.Clear();
+            WriteClaimed(obj, index, bytes); // releases the claim itself on failure
         }
     }
 
@@ -190,27 +183,20 @@ public sealed partial class SnapshotAssembly
             return false;
         }
         var length = obj.ChunkLength(index);
-        var buffer = BatchBuffers.Pool.Rent(length);
-        try
+        using var buffer = BatchBufferPool.Shared.Rent(length);
+        var bytes = buffer.Span;
+        // Read and verify before claiming: a false return must leave the place free for a Data retry.
+        if (!TryReadKnown(location, hash, bytes))
         {
-            var bytes = buffer.AsSpan(0, length);
-            // Read and verify before claiming: a false return must leave the place free for a Data retry.
-            if (!TryReadKnown(location, hash, bytes))
-            {
-                return false;
-            }
-            if (!Claim(obj, index, hash))
-            {
-                return true;
-            }
-            WriteClaimed(obj, index, bytes);
-            Commit(obj, index, hash);
+            return false;
+        }
+        if (!Claim(obj, index, hash))
+        {
             return true;
         }
-        finally
-        {
-            BatchBuffers.Pool.Return(buffer);
-        }
+        WriteClaimed(obj, index, bytes);
+        Commit(obj, index, hash);
+        return true;
     }
 
     /// <summary>
@@ -281,17 +267,10 @@ public sealed partial class SnapshotAssembly
             // Repeats are rare (a resumed stream re-sending a place), so re-hashing the held bytes is
             // cheaper than keeping 32 bytes of hash per place in memory.
             var length = obj.ChunkLength(index);
-            var buffer = BatchBuffers.Pool.Rent(length);
-            try
-            {
-                var bytes = buffer.AsSpan(0, length);
-                StoreIO.ReadFully(obj.Handle, obj.Path, bytes, obj.Offset(index));
-                same = ChunkHash.Compute(bytes) == hash;
-            }
-            finally
-            {
-                BatchBuffers.Pool.Return(buffer);
-            }
+            using var buffer = BatchBufferPool.Shared.Rent(length);
+            var bytes = buffer.Span;
+            StoreIO.ReadFully(obj.Handle, obj.Path, bytes, obj.Offset(index));
+            same = ChunkHash.Compute(bytes) == hash;
         }
         if (!same)
         {

@@ -1,3 +1,4 @@
+using System.Buffers;
 using StreamClone.Shared.Protocol;
 using ZstdSharp;
 
@@ -28,6 +29,110 @@ public static class BatchCodec
             raw.CopyTo(destination);
             return (PayloadCodec.None, raw.Length);
         }
+        var written = CompressorFor(level).Wrap(raw, destination);
+        if (written >= raw.Length)
+        {
+            raw.CopyTo(destination);
+            return (PayloadCodec.None, raw.Length);
+        }
+        return (PayloadCodec.Zstd, written);
+    }
+
+    /// <summary>
+    /// Compresses the concatenation of <paramref name="raw"/>'s <paramref name="runs"/>, in order, as
+    /// one zstd frame: the payload <see cref="Compress"/> makes of that concatenation (same frame
+    /// header with its content size, same level, same 128 KiB blocks), which the sink decodes as
+    /// before, without first copying the runs into one buffer. A batch's Data chunks lie in its raw
+    /// buffer between Zero and Known ones; each run of consecutive Data chunks is one span.
+    /// <para>
+    /// One run takes zstd's one-shot path (<c>ZSTD_compress2</c>) and copies nothing. Several go
+    /// through <c>ZSTD_compressStream2</c>, which copies each run into the context's window buffer
+    /// and compresses each block as it fills: the same bytes moved as the old staging copy, but into
+    /// a per-thread buffer that stays in cache, with no batch-sized staging buffer rented per batch.
+    /// Falls back to <see cref="PayloadCodec.None"/> (the runs copied back to back) when zstd does
+    /// not shrink them, as <see cref="Compress"/> does.
+    /// </para>
+    /// The destination must hold at least <see cref="MaxCompressedLength"/> of the runs' total.
+    /// </summary>
+    public static (PayloadCodec Codec, int Length) CompressRuns(ReadOnlySpan<byte> raw, ReadOnlySpan<Range> runs, Span<byte> destination, int level)
+    {
+        var total = 0;
+        foreach (var run in runs)
+        {
+            total = checked(total + raw[run].Length);
+        }
+        if (runs.Length == 1)
+        {
+            return Compress(raw[runs[0]], destination, level);
+        }
+        if (total == 0)
+        {
+            return (PayloadCodec.None, 0);
+        }
+        if (level != 0)
+        {
+            var written = CompressStreamed(raw, runs, total, destination, level);
+            if (written < total)
+            {
+                return (PayloadCodec.Zstd, written);
+            }
+        }
+        var at = 0;
+        foreach (var run in runs)
+        {
+            var bytes = raw[run];
+            bytes.CopyTo(destination[at..]);
+            at += bytes.Length;
+        }
+        return (PayloadCodec.None, total);
+    }
+
+    private static int CompressStreamed(ReadOnlySpan<byte> raw, ReadOnlySpan<Range> runs, int total, Span<byte> destination, int level)
+    {
+        if (destination.Length < MaxCompressedLength(total))
+        {
+            throw new ArgumentException($"destination of {destination.Length} bytes is under the zstd bound for {total}", nameof(destination));
+        }
+        var compressor = CompressorFor(level);
+        var written = 0;
+        try
+        {
+            // Without the pledge the frame header would not carry its content size, which the sink
+            // requires (it refuses a frame that does not declare a size within the header's RawLength).
+            compressor.SetPledgedSrcSize((ulong)total);
+            for (var i = 0; i < runs.Length; i++)
+            {
+                var input = raw[runs[i]];
+                var last = i == runs.Length - 1;
+                while (true)
+                {
+                    var status = compressor.WrapStream(input, destination[written..], out var consumed, out var produced, last);
+                    written += produced;
+                    input = input[consumed..];
+                    if (status == OperationStatus.Done || (!last && input.IsEmpty && status == OperationStatus.NeedMoreData))
+                    {
+                        break;
+                    }
+                    if (status != OperationStatus.NeedMoreData)
+                    {
+                        // The destination is at least the bound, so neither happens unless zstd fails.
+                        throw new InvalidOperationException($"zstd streaming compression stopped with {status} after {written} bytes");
+                    }
+                }
+            }
+        }
+        catch
+        {
+            // The context is mid-frame: drop it rather than reuse it.
+            compressor.Dispose();
+            t_compressor = null;
+            throw;
+        }
+        return written;
+    }
+
+    private static Compressor CompressorFor(int level)
+    {
         var compressor = t_compressor;
         if (compressor is null || t_level != level)
         {
@@ -35,13 +140,7 @@ public static class BatchCodec
             compressor = t_compressor = new Compressor(level);
             t_level = level;
         }
-        var written = compressor.Wrap(raw, destination);
-        if (written >= raw.Length)
-        {
-            raw.CopyTo(destination);
-            return (PayloadCodec.None, raw.Length);
-        }
-        return (PayloadCodec.Zstd, written);
+        return compressor;
     }
 
     /// <summary>Decompresses exactly <paramref name="destination"/>.Length bytes or throws a protocol violation.</summary>

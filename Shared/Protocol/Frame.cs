@@ -146,36 +146,125 @@ public sealed class FrameReader
     }
 }
 
-/// <summary>Writes frames into an <see cref="IBufferWriter{T}"/> (a PipeWriter in practice). Not thread-safe: one writer per connection direction.</summary>
+/// <summary>
+/// Writes frames into an <see cref="IBufferWriter{T}"/> (a PipeWriter in practice). Not thread-safe:
+/// one writer per connection direction.
+/// <para>
+/// The MessagePack header is serialised straight into the output, after room left for the prefix,
+/// and the prefix (lengths, sequence, CRC) is filled in once header and payload are in place: no
+/// intermediate header buffer, one GetMemory and one Advance per frame (nats.net's ProtocolWriter
+/// shape). The room asked for the header is the largest header this writer has written; a larger
+/// one is serialised aside once and copied (<see cref="HeaderWriter"/>), and raises the room.
+/// </para>
+/// </summary>
 public sealed class FrameWriter
 {
-    private readonly ArrayBufferWriter<byte> _headerBuffer = new(256);
+    /// <summary>First guess at a header's size: Hello, offers of a few objects, small batches fit.</summary>
+    private const int InitialHeaderRoom = 256;
+
+    /// <summary>
+    /// Most header room ever asked for: a batch header is ~33 bytes per chunk (kind + hash), so 16 KiB
+    /// covers batches of up to ~490 chunks (the default 64 take ~2.1 KiB). A rare larger header (an
+    /// offer of many objects) is copied instead of making every later frame ask for its size.
+    /// </summary>
+    private const int MaxHeaderRoom = 16 << 10;
+
+    private readonly HeaderWriter _header = new();
+    private readonly Crc32 _crc = new();
+    private int _headerRoom = InitialHeaderRoom;
     private uint _sequence;
 
     public uint FramesWritten => _sequence;
 
     public int Write<THeader>(IBufferWriter<byte> output, FrameType type, THeader header, ReadOnlySpan<byte> payload)
     {
-        _headerBuffer.ResetWrittenCount();
-        MessagePackSerializer.Serialize(_headerBuffer, header, MessagePackDefaults.Options);
-        var headerBytes = _headerBuffer.WrittenSpan;
-        var total = Frame.PrefixSize + headerBytes.Length + payload.Length;
+        var memory = output.GetMemory(Frame.PrefixSize + _headerRoom + payload.Length);
+        _header.Start(memory.Slice(Frame.PrefixSize, _headerRoom));
+        MessagePackSerializer.Serialize(_header, header, MessagePackDefaults.Options);
+        var headerLength = _header.Written;
+        var total = Frame.PrefixSize + headerLength + payload.Length;
+        Span<byte> span;
+        if (_header.Overflow is { } aside)
+        {
+            // Bigger than any header before: ask again for enough room, and copy it in this once.
+            _headerRoom = Math.Min(headerLength, MaxHeaderRoom);
+            span = output.GetSpan(total);
+            aside.WrittenSpan.CopyTo(span[Frame.PrefixSize..]);
+        }
+        else
+        {
+            // GetMemory gave at least prefix + room + payload, and the header took at most the room.
+            span = memory.Span;
+        }
 
-        var span = output.GetSpan(total);
         BinaryPrimitives.WriteUInt16LittleEndian(span, Frame.Magic);
         span[2] = (byte)type;
         span[3] = 0;
-        BinaryPrimitives.WriteUInt32LittleEndian(span[4..], (uint)headerBytes.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[4..], (uint)headerLength);
         BinaryPrimitives.WriteUInt32LittleEndian(span[8..], (uint)payload.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(span[12..], _sequence++);
-        headerBytes.CopyTo(span[Frame.PrefixSize..]);
-        payload.CopyTo(span[(Frame.PrefixSize + headerBytes.Length)..]);
+        payload.CopyTo(span[(Frame.PrefixSize + headerLength)..]);
 
-        var crc = new Crc32();
-        crc.Append(span[..16]);
-        crc.Append(span.Slice(Frame.PrefixSize, headerBytes.Length + payload.Length));
-        BinaryPrimitives.WriteUInt32LittleEndian(span[16..], crc.GetCurrentHashAsUInt32());
+        _crc.Reset();
+        _crc.Append(span[..16]);
+        _crc.Append(span.Slice(Frame.PrefixSize, headerLength + payload.Length));
+        BinaryPrimitives.WriteUInt32LittleEndian(span[16..], _crc.GetCurrentHashAsUInt32());
         output.Advance(total);
         return total;
+    }
+
+    /// <summary>
+    /// The IBufferWriter MessagePack serialises a header into: a window of the output's memory, or,
+    /// once the header outgrows it, a buffer aside holding what was written so far and the rest.
+    /// MessagePack commits (Advance) what it wrote before it asks for more, so the switch loses nothing.
+    /// </summary>
+    private sealed class HeaderWriter : IBufferWriter<byte>
+    {
+        private readonly ArrayBufferWriter<byte> _aside = new(InitialHeaderRoom * 4);
+        private Memory<byte> _window;
+        private int _inWindow;
+        private bool _overflowed;
+
+        /// <summary>Set once the header outgrew the window: it is all here.</summary>
+        public ArrayBufferWriter<byte>? Overflow => _overflowed ? _aside : null;
+
+        public int Written => _overflowed ? _aside.WrittenCount : _inWindow;
+
+        public void Start(Memory<byte> window)
+        {
+            _window = window;
+            _inWindow = 0;
+            _overflowed = false;
+        }
+
+        public void Advance(int count)
+        {
+            if (_overflowed)
+            {
+                _aside.Advance(count);
+            }
+            else
+            {
+                ArgumentOutOfRangeException.ThrowIfGreaterThan(count, _window.Length - _inWindow);
+                _inWindow += count;
+            }
+        }
+
+        public Memory<byte> GetMemory(int sizeHint = 0)
+        {
+            if (!_overflowed && _window.Length - _inWindow >= Math.Max(sizeHint, 1))
+            {
+                return _window[_inWindow..];
+            }
+            if (!_overflowed)
+            {
+                _overflowed = true;
+                _aside.ResetWrittenCount();
+                _aside.Write(_window.Span[.._inWindow]);
+            }
+            return _aside.GetMemory(sizeHint);
+        }
+
+        public Span<byte> GetSpan(int sizeHint = 0) => GetMemory(sizeHint).Span;
     }
 }

@@ -6,32 +6,37 @@ using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Sink.Session;
 
-/// <summary>A received batch: its header and a rented copy of its payload (the frame's slices die at AdvanceTo).</summary>
-internal sealed class ReceivedBatch
+/// <summary>
+/// A received batch: its header and a pooled copy of its payload (the frame's slices die at
+/// AdvanceTo). Owns <see cref="Payload"/> until <see cref="BatchVerifier.Verify"/> takes it.
+/// </summary>
+internal sealed class ReceivedBatch : IDisposable
 {
     public required ChunkBatchMessage Header { get; init; }
-    public required byte[] Payload { get; init; }
-    public required int PayloadLength { get; init; }
+    /// <summary>Null only on the completion marker.</summary>
+    public required BatchBuffer? Payload { get; init; }
+    public int PayloadLength => Payload?.Length ?? 0;
     /// <summary>Set instead of a batch on the last item: the source's completion message.</summary>
     public SnapshotCompleteMessage? Completion { get; init; }
+
+    /// <summary>For a holder that will not hand the batch to Verify after all.</summary>
+    public void Dispose() => Payload?.Dispose();
 }
 
-/// <summary>A batch whose every Data chunk matched its hash; owns the rented <see cref="Data"/>.</summary>
-internal sealed class VerifiedBatch
+/// <summary>A batch whose every Data chunk matched its hash. Owns <see cref="Data"/>; the store stage disposes it.</summary>
+internal sealed class VerifiedBatch : IDisposable
 {
     public required ObjectInfo Object { get; init; }
     public required ChunkBatchMessage Header { get; init; }
-    public required byte[] Data { get; init; }
+    /// <summary>The Data chunks back to back; null on the completion marker.</summary>
+    public required BatchBuffer? Data { get; init; }
+    /// <summary>Bytes the batch took on the wire (for stats).</summary>
     public required int PayloadLength { get; init; }
     public SnapshotCompleteMessage? Completion { get; init; }
 
-    public void Return()
-    {
-        if (Data.Length > 0)
-        {
-            BatchBuffers.Pool.Return(Data);
-        }
-    }
+    public ReadOnlySpan<byte> DataSpan => Data is null ? default : Data.Span;
+
+    public void Dispose() => Data?.Dispose();
 }
 
 /// <summary>
@@ -40,61 +45,55 @@ internal sealed class VerifiedBatch
 /// </summary>
 internal static class BatchVerifier
 {
-    public static VerifiedBatch Verify(ReceivedBatch received, IReadOnlyList<ObjectInfo> objects)
+    /// <summary>
+    /// Takes ownership of <paramref name="received"/>'s payload and disposes it, whatever happens;
+    /// the returned batch owns its data, rented from <paramref name="buffers"/>.
+    /// </summary>
+    public static VerifiedBatch Verify(ReceivedBatch received, IReadOnlyList<ObjectInfo> objects, IBatchBufferSource buffers)
     {
+        using var payload = received.Payload;
+        if (received.Completion is not null)
+        {
+            return new VerifiedBatch { Object = objects[0], Header = received.Header, Data = null, PayloadLength = 0, Completion = received.Completion };
+        }
+        var header = received.Header;
+        var obj = BatchLayout.Validate(header, objects);
+        // RawLength is capped by BatchLayout.Validate (WireLimits.MaxBatchRawBytes) before it sizes anything.
+        var data = buffers.Rent(header.RawLength);
         try
         {
-            if (received.Completion is not null)
+            BatchCodec.Decompress(header.Codec, payload is null ? default : payload.Span, data.Span);
+            var bytes = data.Span;
+            var at = 0;
+            var h = 0;
+            for (var i = 0; i < header.Kinds.Length; i++)
             {
-                return new VerifiedBatch { Object = objects[0], Header = received.Header, Data = [], PayloadLength = 0, Completion = received.Completion };
-            }
-            var header = received.Header;
-            var obj = BatchLayout.Validate(header, objects);
-            var data = header.RawLength == 0 ? [] : BatchBuffers.Pool.Rent(header.RawLength);
-            try
-            {
-                BatchCodec.Decompress(header.Codec, received.Payload.AsSpan(0, received.PayloadLength), data.AsSpan(0, header.RawLength));
-                var at = 0;
-                var h = 0;
-                for (var i = 0; i < header.Kinds.Length; i++)
+                var kind = (ChunkEntryKind)header.Kinds[i];
+                if (kind == ChunkEntryKind.Zero)
                 {
-                    var kind = (ChunkEntryKind)header.Kinds[i];
-                    if (kind == ChunkEntryKind.Zero)
-                    {
-                        continue;
-                    }
-                    if (kind == ChunkEntryKind.Data)
-                    {
-                        var index = header.FirstIndex + i;
-                        var length = ChunkMath.ChunkLength(obj.Size, obj.ChunkSize, index);
-                        var expected = ChunkHash.Read(header.Hashes.AsSpan(h * ChunkHash.Size));
-                        var actual = ChunkHash.Compute(data.AsSpan(at, length));
-                        if (actual != expected)
-                        {
-                            ThrowHelper.ThrowProtocol(ProtocolError.HashMismatch,
-                                $"{obj.Name} chunk {index}: content hashes to {actual.ToShortString()}…, the frame says {expected.ToShortString()}…");
-                        }
-                        at += length;
-                    }
-                    h++;
+                    continue;
                 }
-            }
-            catch
-            {
-                if (data.Length > 0)
+                if (kind == ChunkEntryKind.Data)
                 {
-                    BatchBuffers.Pool.Return(data);
+                    var index = header.FirstIndex + i;
+                    var length = ChunkMath.ChunkLength(obj.Size, obj.ChunkSize, index);
+                    var expected = ChunkHash.Read(header.Hashes.AsSpan(h * ChunkHash.Size));
+                    var actual = ChunkHash.Compute(bytes.Slice(at, length));
+                    if (actual != expected)
+                    {
+                        ThrowHelper.ThrowProtocol(ProtocolError.HashMismatch,
+                            $"{obj.Name} chunk {index}: content hashes to {actual.ToShortString()}…, the frame says {expected.ToShortString()}…");
+                    }
+                    at += length;
                 }
-                throw;
+                h++;
             }
-            return new VerifiedBatch { Object = obj, Header = header, Data = data, PayloadLength = received.PayloadLength };
         }
-        finally
+        catch
         {
-            if (received.Payload.Length > 0)
-            {
-                BatchBuffers.Pool.Return(received.Payload);
-            }
+            data.Dispose();
+            throw;
         }
+        return new VerifiedBatch { Object = obj, Header = header, Data = data, PayloadLength = received.PayloadLength };
     }
 }

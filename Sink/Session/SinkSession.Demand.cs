@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using StreamClone.Shared;
-using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 
@@ -180,9 +179,10 @@ public sealed partial class SinkSession
                     ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"demand lane: unexpected {frame.Type}");
                 }
                 var header = frame.DecodeHeader<ChunkBatchMessage>();
-                var payload = frame.Payload.IsEmpty ? [] : BatchBuffers.Pool.Rent((int)frame.Payload.Length);
-                frame.Payload.CopyTo(payload);
-                var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = payload, PayloadLength = (int)frame.Payload.Length }, Snapshot.Objects);
+                // Verify takes the payload (disposes it), Store the verified data.
+                var payload = _options.Buffers.Rent((int)frame.Payload.Length);
+                frame.Payload.CopyTo(payload.Span);
+                var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = payload }, Snapshot.Objects, _options.Buffers);
                 Store(verified, demand: true);
                 return ValueTask.FromResult(true);
             }, _stop.Token);

@@ -11,6 +11,9 @@ namespace StreamClone.Sink.Session;
 
 public sealed partial class SinkSession
 {
+    // Completes once a failed bulk stream's abandoned buffers are back in the pool (DisposeAsync waits for it).
+    private Task _buffersReturned = Task.CompletedTask;
+
     /// <summary>
     /// Receives the bulk stream to the end and returns the verified, durable manifest:
     /// <code>
@@ -25,7 +28,9 @@ public sealed partial class SinkSession
     {
         var ct = _stop.Token;
         var objects = Snapshot.Objects;
-        var verify = new TransformBlock<ReceivedBatch, VerifiedBatch>(b => BatchVerifier.Verify(b, objects), new ExecutionDataflowBlockOptions
+        // Payload copies and decompressed data of this stream; what a faulted stage drops is returned below.
+        var buffers = new BatchBufferScope(_options.Buffers);
+        var verify = new TransformBlock<ReceivedBatch, VerifiedBatch>(b => BatchVerifier.Verify(b, objects, buffers), new ExecutionDataflowBlockOptions
         {
             BoundedCapacity = _options.StageCapacity * _options.Parallelism,
             MaxDegreeOfParallelism = _options.Parallelism,
@@ -45,21 +50,23 @@ public sealed partial class SinkSession
         }, new ExecutionDataflowBlockOptions { BoundedCapacity = _options.StageCapacity, CancellationToken = ct, TaskScheduler = BackgroundPriorityScheduler.Bulk });
         verify.LinkTo(store, new DataflowLinkOptions { PropagateCompletion = true });
 
+        Task receive = Task.CompletedTask;
         try
         {
-            var receive = _bulk.ReceiveAsync(async frame =>
+            receive = _bulk.ReceiveAsync(async frame =>
             {
                 switch (frame.Type)
                 {
                     case FrameType.ChunkBatch:
                         var header = frame.DecodeHeader<ChunkBatchMessage>();
-                        var payload = frame.Payload.IsEmpty ? [] : BatchBuffers.Pool.Rent((int)frame.Payload.Length);
-                        frame.Payload.CopyTo(payload);
-                        await PostAsync(verify, new ReceivedBatch { Header = header, Payload = payload, PayloadLength = (int)frame.Payload.Length }, ct);
+                        // FrameReader capped the length at TransportOptions.MaxPayloadBytes. PostAsync takes ownership.
+                        var payload = buffers.Rent((int)frame.Payload.Length);
+                        frame.Payload.CopyTo(payload.Span);
+                        await PostAsync(verify, new ReceivedBatch { Header = header, Payload = payload }, ct);
                         return true;
                     case FrameType.SnapshotComplete:
                         var completion = frame.DecodeHeader<SnapshotCompleteMessage>();
-                        await PostAsync(verify, new ReceivedBatch { Header = new ChunkBatchMessage(), Payload = [], PayloadLength = 0, Completion = completion }, ct);
+                        await PostAsync(verify, new ReceivedBatch { Header = new ChunkBatchMessage(), Payload = null, Completion = completion }, ct);
                         return false;
                     default:
                         ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"bulk lane: unexpected {frame.Type}");
@@ -101,12 +108,12 @@ public sealed partial class SinkSession
             {
                 _bulk.Abort(reason);
             }
+            // Nothing unverified was stored. The faulted blocks drop the batches they hold; those
+            // buffers go back once the receive loop and both stages have stopped: not awaited here
+            // (the store stage may be finishing a batch, and the caller should hear the reason now)
+            // but by DisposeAsync, after it has stopped them.
             ((IDataflowBlock)verify).Fault(ex);
-            // Drain so rented buffers go back; nothing unverified was stored.
-            while (verify.TryReceive(out var leftover))
-            {
-                leftover.Return();
-            }
+            _buffersReturned = buffers.ReturnAbandonedAfterAsync(receive, verify.Completion, store.Completion);
             if (ex != caught)
             {
                 ExceptionDispatchInfo.Throw(ex);
@@ -115,14 +122,23 @@ public sealed partial class SinkSession
         }
     }
 
+    /// <summary>Takes ownership of <paramref name="batch"/>: it becomes the verify stage's, or is disposed here if the stage declines.</summary>
     private static async Task PostAsync(ITargetBlock<ReceivedBatch> target, ReceivedBatch batch, CancellationToken ct)
     {
-        if (!await target.SendAsync(batch, ct))
+        var accepted = false;
+        try
         {
-            if (batch.Payload.Length > 0)
+            accepted = await target.SendAsync(batch, ct);
+        }
+        finally
+        {
+            if (!accepted)
             {
-                BatchBuffers.Pool.Return(batch.Payload);
+                batch.Dispose();
             }
+        }
+        if (!accepted)
+        {
             // The verify stage declined because it faulted (or the session stopped): its exception is the
             // real cause, so wait for the block to finish faulting and throw that, rather than racing the
             // store stage's completion to report it (a lost race reported "stages stopped" instead).

@@ -10,6 +10,7 @@ public sealed partial class SinkSession
     /// holds that hash; one the store cannot produce (missing, or its bytes no longer match) is
     /// fetched again over the demand lane with ForceData, never trusted.
     /// </summary>
+    /// <remarks>Takes ownership of <paramref name="batch"/> and disposes it.</remarks>
     private void Store(VerifiedBatch batch, bool demand)
     {
         try
@@ -31,7 +32,7 @@ public sealed partial class SinkSession
                 var present = Snapshot.IsPresent(obj.Id, index);
                 if (kind != ChunkEntryKind.Data || present)
                 {
-                    FlushRun(obj.Id, runFirst, run[..runLength], batch.Data.AsSpan(runAt, at - runAt));
+                    FlushRun(obj.Id, runFirst, run[..runLength], batch.DataSpan.Slice(runAt, at - runAt));
                     runLength = 0;
                 }
                 if (kind == ChunkEntryKind.Zero)
@@ -68,12 +69,12 @@ public sealed partial class SinkSession
                     }
                 }
             }
-            FlushRun(obj.Id, runFirst, run[..runLength], batch.Data.AsSpan(runAt, at - runAt));
+            FlushRun(obj.Id, runFirst, run[..runLength], batch.DataSpan.Slice(runAt, at - runAt));
             Stats.AddBatch(header.Kinds.Length, data, zero, known, covered, batch.PayloadLength, demand);
         }
         finally
         {
-            batch.Return();
+            batch.Dispose();
         }
     }
 

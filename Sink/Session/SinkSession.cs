@@ -155,6 +155,8 @@ public sealed partial class SinkSession : IAsyncDisposable
             await _demand.DisposeAsync();
         }
         await _bulk.DisposeAsync();
+        // The stages and the receive loop stop with _stop and the lanes, so this ends.
+        await _buffersReturned.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         try
         {
             // Whatever was verified becomes durable: a restart resumes from here.

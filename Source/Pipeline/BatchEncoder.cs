@@ -33,12 +33,20 @@ internal static class BatchEncoder
         return batch;
     }
 
-    /// <summary>Builds the frame: Data chunks concatenated in index order and compressed as one block. Returns the raw buffer to the pool.</summary>
-    public static EncodedBatch Encode(WorkBatch batch, int compressionLevel)
+    /// <summary>
+    /// Builds the frame: the Data chunks, in index order, compressed as one zstd frame straight from
+    /// the raw buffer (each run of consecutive Data chunks is one input span; see
+    /// <see cref="BatchCodec.CompressRuns"/>). Takes ownership of the batch's raw buffer and disposes
+    /// it; the returned batch owns its payload, rented from <paramref name="buffers"/>.
+    /// </summary>
+    public static EncodedBatch Encode(WorkBatch batch, int compressionLevel, IBatchBufferSource buffers)
     {
+        using var raw = batch.Raw;
         var kinds = new byte[batch.Count];
         var nonZero = 0;
         var rawData = 0;
+        var runCount = 0;
+        var inRun = false;
         for (var i = 0; i < batch.Count; i++)
         {
             kinds[i] = (byte)batch.Kinds[i];
@@ -46,15 +54,19 @@ internal static class BatchEncoder
             {
                 nonZero++;
             }
-            if (batch.Kinds[i] == ChunkEntryKind.Data)
+            var data = batch.Kinds[i] == ChunkEntryKind.Data;
+            if (data)
             {
                 rawData += batch.Chunk(i).Length;
+                runCount += inRun ? 0 : 1;
             }
+            inRun = data;
         }
 
         var hashes = new byte[nonZero * ChunkHash.Size];
-        var staging = rawData == 0 ? [] : BatchBuffers.Pool.Rent(rawData);
-        int zero = 0, known = 0, h = 0, at = 0;
+        // At most MaxBatchChunks/2 runs (8 bytes each): 4 KiB of stack at the limit.
+        Span<Range> runs = stackalloc Range[runCount];
+        int zero = 0, known = 0, h = 0, r = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             switch (batch.Kinds[i])
@@ -66,52 +78,62 @@ internal static class BatchEncoder
                     known++;
                     break;
                 case ChunkEntryKind.Data:
-                    var chunk = batch.Chunk(i);
-                    chunk.CopyTo(staging.AsSpan(at));
-                    at += chunk.Length;
+                    var start = i * batch.ChunkSize;
+                    var end = start + batch.Chunk(i).Length;
+                    if (i > 0 && batch.Kinds[i - 1] == ChunkEntryKind.Data)
+                    {
+                        runs[r - 1] = new Range(runs[r - 1].Start, end);
+                    }
+                    else
+                    {
+                        runs[r++] = new Range(start, end);
+                    }
                     break;
             }
             batch.Hashes[i].Write(hashes.AsSpan(h * ChunkHash.Size));
             h++;
         }
-        batch.ReturnRaw();
 
-        var payload = BatchBuffers.Pool.Rent(Math.Max(1, BatchCodec.MaxCompressedLength(rawData)));
-        var (codec, length) = rawData == 0
-            ? (PayloadCodec.None, 0)
-            : BatchCodec.Compress(staging.AsSpan(0, rawData), payload, compressionLevel);
-        if (rawData > 0)
+        var payload = buffers.Rent(rawData == 0 ? 0 : BatchCodec.MaxCompressedLength(rawData));
+        try
         {
-            BatchBuffers.Pool.Return(staging);
-        }
-
-        return new EncodedBatch
-        {
-            Header = new ChunkBatchMessage
+            var (codec, length) = rawData == 0
+                ? (PayloadCodec.None, 0)
+                : BatchCodec.CompressRuns(raw.Span, runs, payload.WholeSpan, compressionLevel);
+            payload.SetLength(length);
+            return new EncodedBatch
             {
-                ObjectId = batch.ObjectId,
-                FirstIndex = batch.FirstIndex,
-                Kinds = kinds,
-                Hashes = hashes,
-                Codec = codec,
-                RawLength = rawData,
-                RequestId = batch.RequestId,
-            },
-            Payload = payload,
-            PayloadLength = length,
-            ChunkCount = batch.Count,
-            InputBytes = batch.RawLength,
-            ZeroChunks = zero,
-            KnownChunks = known,
-        };
+                Header = new ChunkBatchMessage
+                {
+                    ObjectId = batch.ObjectId,
+                    FirstIndex = batch.FirstIndex,
+                    Kinds = kinds,
+                    Hashes = hashes,
+                    Codec = codec,
+                    RawLength = rawData,
+                    RequestId = batch.RequestId,
+                },
+                Payload = payload,
+                ChunkCount = batch.Count,
+                InputBytes = batch.RawLength,
+                ZeroChunks = zero,
+                KnownChunks = known,
+            };
+        }
+        catch
+        {
+            payload.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
     /// Reads [firstIndex, firstIndex+count) of an object into a rented batch buffer. The range is
     /// checked here again, whoever called: an index from the wire multiplied by the chunk size must
-    /// never wrap into an offset the input would read.
+    /// never wrap into an offset the input would read. The returned batch owns the buffer, rented
+    /// from <paramref name="buffers"/>.
     /// </summary>
-    public static async ValueTask<WorkBatch> ReadAsync(Inputs.ISnapshotInput input, ObjectInfo obj, long firstIndex, int count, long requestId, CancellationToken ct)
+    public static async ValueTask<WorkBatch> ReadAsync(Inputs.ISnapshotInput input, ObjectInfo obj, long firstIndex, int count, long requestId, IBatchBufferSource buffers, CancellationToken ct)
     {
         var chunkCount = ChunkMath.ChunkCount(obj.Size, obj.ChunkSize);
         if (count > WireLimits.MaxBatchChunks || !WireLimits.IsValidRange(firstIndex, count, chunkCount)
@@ -123,10 +145,10 @@ internal static class BatchEncoder
         // In range: firstIndex < chunkCount, so the product is at most the object's size.
         var offset = checked(firstIndex * obj.ChunkSize);
         var length = (int)Math.Min((long)count * obj.ChunkSize, obj.Size - offset);
-        var raw = BatchBuffers.Pool.Rent(Math.Max(1, length));
+        var raw = buffers.Rent(length);
         try
         {
-            var read = await input.ReadAsync(obj.Id, offset, raw.AsMemory(0, length), ct);
+            var read = await input.ReadAsync(obj.Id, offset, raw.Memory, ct);
             if (read != length)
             {
                 throw new IOException($"object {obj.Name}: read {read} bytes at {offset}, expected {length} (did the image shrink?)");
@@ -134,7 +156,7 @@ internal static class BatchEncoder
         }
         catch
         {
-            BatchBuffers.Pool.Return(raw);
+            raw.Dispose();
             throw;
         }
         return new WorkBatch
@@ -144,7 +166,6 @@ internal static class BatchEncoder
             Count = count,
             ChunkSize = obj.ChunkSize,
             Raw = raw,
-            RawLength = length,
             RequestId = requestId,
             Kinds = new ChunkEntryKind[count],
             Hashes = new ChunkHash[count],

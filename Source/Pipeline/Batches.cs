@@ -5,8 +5,8 @@ using StreamClone.Shared.Protocol;
 namespace StreamClone.Source.Pipeline;
 
 /// <summary>
-/// A range of chunks on its way through the graph. Owns <see cref="Raw"/> (rented) until the
-/// encode stage returns it; every stage hands the batch on exactly once.
+/// A range of chunks on its way through the graph. Owns <see cref="Raw"/>: each stage hands the
+/// batch (and with it the buffer) on exactly once, and the encode stage disposes it.
 /// </summary>
 internal sealed class WorkBatch
 {
@@ -14,9 +14,9 @@ internal sealed class WorkBatch
     public required long FirstIndex { get; init; }
     public required int Count { get; init; }
     public required int ChunkSize { get; init; }
-    /// <summary>Rented; bytes [0, RawLength) are the chunks back to back (the last may be short).</summary>
-    public required byte[] Raw { get; init; }
-    public required int RawLength { get; init; }
+    /// <summary>Bytes [0, RawLength) are the chunks back to back (the last may be short).</summary>
+    public required BatchBuffer Raw { get; init; }
+    public int RawLength => Raw.Length;
     /// <summary>Non-zero for a demand answer.</summary>
     public long RequestId { get; init; }
 
@@ -27,24 +27,25 @@ internal sealed class WorkBatch
     public ReadOnlySpan<byte> Chunk(int i)
     {
         var start = i * ChunkSize;
-        return Raw.AsSpan(start, Math.Min(ChunkSize, RawLength - start));
+        return Raw.Span.Slice(start, Math.Min(ChunkSize, RawLength - start));
     }
-
-    public void ReturnRaw() => BatchBuffers.Pool.Return(Raw);
 }
 
-/// <summary>A batch ready for the wire: header plus a rented payload the sender returns after writing.</summary>
-internal sealed class EncodedBatch
+/// <summary>
+/// A batch ready for the wire: header plus its payload. Owns <see cref="Payload"/>; the sender
+/// disposes the batch once the frame is written into the connection's pipe (the pipe has its own copy).
+/// </summary>
+internal sealed class EncodedBatch : IDisposable
 {
     public required ChunkBatchMessage Header { get; init; }
-    public required byte[] Payload { get; init; }
-    public required int PayloadLength { get; init; }
+    public required BatchBuffer Payload { get; init; }
+    public int PayloadLength => Payload.Length;
     public required int ChunkCount { get; init; }
     public required long InputBytes { get; init; }
     public required int ZeroChunks { get; init; }
     public required int KnownChunks { get; init; }
 
-    public ReadOnlyMemory<byte> PayloadMemory => Payload.AsMemory(0, PayloadLength);
+    public ReadOnlyMemory<byte> PayloadMemory => Payload.Memory;
 
-    public void ReturnPayload() => BatchBuffers.Pool.Return(Payload);
+    public void Dispose() => Payload.Dispose();
 }

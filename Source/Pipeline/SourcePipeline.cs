@@ -1,4 +1,5 @@
 using System.Threading.Tasks.Dataflow;
+using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Threading;
@@ -10,13 +11,19 @@ namespace StreamClone.Source.Pipeline;
 /// The bulk pass of one snapshot to one sink, as a dataflow graph:
 /// <code>
 /// read (1, in order) → classify: zero test + BLAKE3 (N parallel, order kept)
-///   → dedup + root hashes (1, in order) → encode: concat + zstd (N parallel, order kept)
+///   → dedup + root hashes (1, in order) → encode: zstd over the Data runs (N parallel, order kept)
 ///   → output buffer → the session's sender loop
 /// </code>
 /// Every block is bounded (<see cref="SourceOptions.StageCapacity"/>), so when the socket is slow
 /// the sender stops taking, the buffers fill, and the reader's SendAsync waits: backpressure
 /// reaches the disk. Dedup is a single in-order stage so "first occurrence" is the one that is
 /// sent as data, and it reaches the wire before every Known entry that refers to it.
+/// <para>
+/// Buffers: each batch's raw buffer and payload are rented from <see cref="Buffers"/>. A block that
+/// faults or is cancelled drops what it holds, so the graph's owner calls
+/// <see cref="BatchBufferScope.ReturnAbandoned"/> once <see cref="RunAsync"/> and its consumer of
+/// <see cref="Output"/> have both finished (RunAsync returns only after every block has stopped).
+/// </para>
 /// </summary>
 internal sealed class SourcePipeline
 {
@@ -27,15 +34,19 @@ internal sealed class SourcePipeline
     private readonly ChunkHashSet _sentThisStream = new();
     private readonly Blake3.Hasher[] _rootHashers;
 
-    public SourcePipeline(ISnapshotInput input, SourceOptions options, ChunkHashSet sinkInventory)
+    public SourcePipeline(ISnapshotInput input, SourceOptions options, ChunkHashSet sinkInventory, BatchBufferScope buffers)
     {
+        Buffers = buffers;
         _input = input;
         _options = options;
         _sinkHas = sinkInventory;
         _rootHashers = [.. input.Offer.Objects.Select(_ => Blake3.Hasher.New())];
     }
 
-    /// <summary>Encoded batches in object/index order; complete when the pass ends (faulted if it failed).</summary>
+    /// <summary>Where every batch buffer of this pass is rented.</summary>
+    public BatchBufferScope Buffers { get; }
+
+    /// <summary>Encoded batches in object/index order, each owning its payload (the consumer disposes it); complete when the pass ends (faulted if it failed).</summary>
     public BufferBlock<EncodedBatch> Output { get; } = new(new DataflowBlockOptions { BoundedCapacity = 4 });
 
     /// <summary>Per object, BLAKE3 over its chunk-hash list; valid after <see cref="RunAsync"/> completes.</summary>
@@ -63,7 +74,7 @@ internal sealed class SourcePipeline
         var classify = new TransformBlock<WorkBatch, WorkBatch>(BatchEncoder.Classify, parallel);
         var dedup = new TransformBlock<WorkBatch, WorkBatch>(Dedup, serial);
         var level = _options.CompressionLevel;
-        var encode = new TransformBlock<WorkBatch, EncodedBatch>(b => BatchEncoder.Encode(b, level), parallel);
+        var encode = new TransformBlock<WorkBatch, EncodedBatch>(b => BatchEncoder.Encode(b, level, Buffers), parallel);
         classify.LinkTo(dedup, link);
         dedup.LinkTo(encode, link);
         encode.LinkTo(Output, link);
@@ -76,23 +87,39 @@ internal sealed class SourcePipeline
                 for (long first = 0; first < chunks; first += _options.BatchChunks)
                 {
                     var count = (int)Math.Min(_options.BatchChunks, chunks - first);
-                    var batch = await BatchEncoder.ReadAsync(_input, obj, first, count, requestId: 0, ct);
-                    if (!await classify.SendAsync(batch, ct))
+                    var batch = await BatchEncoder.ReadAsync(_input, obj, first, count, requestId: 0, Buffers, ct);
+                    var accepted = false;
+                    try
                     {
-                        batch.ReturnRaw();
+                        // True hands the batch (and its buffer) to the graph; false or a cancellation leaves it ours.
+                        accepted = await classify.SendAsync(batch, ct);
+                    }
+                    finally
+                    {
+                        if (!accepted)
+                        {
+                            batch.Raw.Dispose();
+                        }
+                    }
+                    if (!accepted)
+                    {
                         // The graph faulted downstream; its completion carries the cause.
                         break;
                     }
                 }
             }
             classify.Complete();
+            await encode.Completion;
         }
         catch (Exception ex)
         {
+            // Also when encode faulted: fault propagates only downstream, so classify and dedup would
+            // keep running. Return only once no stage runs any more: a worker still holding a batch
+            // would otherwise have its lease disposed under it by the owner's ReturnAbandoned.
             ((IDataflowBlock)classify).Fault(ex);
+            await Task.WhenAll(classify.Completion, dedup.Completion, encode.Completion).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             throw;
         }
-        await encode.Completion;
         foreach (var hasher in _rootHashers)
         {
             RootHashes.Add(hasher.Finalize().AsSpan().ToArray());

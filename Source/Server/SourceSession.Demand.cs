@@ -33,23 +33,27 @@ public sealed partial class SourceSession
                 // buffers (MaxDemandBytes raw plus its compressed copy) however many it sends.
                 var obj = DemandLayout.Validate(request, objects);
                 Stats.AddDemand();
-                var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, ct);
-                BatchEncoder.Classify(batch);
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    if (!request.ForceData && batch.Kinds[i] == ChunkEntryKind.Data && _sinkInventory.Contains(batch.Hashes[i]))
-                    {
-                        batch.Kinds[i] = ChunkEntryKind.Known;
-                    }
-                }
-                var encoded = BatchEncoder.Encode(batch, _options.CompressionLevel);
+                var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, _options.Buffers, ct);
                 try
                 {
-                    await demand.SendAsync(FrameType.ChunkBatch, encoded.Header, encoded.PayloadMemory, ct);
+                    BatchEncoder.Classify(batch);
+                    for (var i = 0; i < batch.Count; i++)
+                    {
+                        if (!request.ForceData && batch.Kinds[i] == ChunkEntryKind.Data && _sinkInventory.Contains(batch.Hashes[i]))
+                        {
+                            batch.Kinds[i] = ChunkEntryKind.Known;
+                        }
+                    }
                 }
-                finally
+                catch
                 {
-                    encoded.ReturnPayload();
+                    batch.Raw.Dispose();
+                    throw;
+                }
+                // Encode takes the raw buffer (disposes it, also when it throws).
+                using (var encoded = BatchEncoder.Encode(batch, _options.CompressionLevel, _options.Buffers))
+                {
+                    await demand.SendAsync(FrameType.ChunkBatch, encoded.Header, encoded.PayloadMemory, ct);
                 }
                 SourceLog.DemandServed(_logger, request.RequestId, request.ObjectId, request.FirstIndex, request.Count);
                 return true;

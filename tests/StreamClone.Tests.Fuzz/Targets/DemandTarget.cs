@@ -151,9 +151,9 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
         {
             throw new FuzzInvariantException($"asked for {request.ObjectId}:{request.FirstIndex}+{request.Count}, got {batch.ObjectId}:{batch.FirstIndex}+{batch.Kinds.Length}");
         }
-        var rented = BatchBuffers.Pool.Rent(Math.Max(1, payload.Length));
-        payload.CopyTo(rented, 0);
-        var verified = BatchVerifier.Verify(new ReceivedBatch { Header = batch, Payload = rented, PayloadLength = payload.Length }, _objects);
+        var rented = BatchBufferPool.Shared.Rent(payload.Length);
+        payload.CopyTo(rented.Span);
+        var verified = BatchVerifier.Verify(new ReceivedBatch { Header = batch, Payload = rented }, _objects, BatchBufferPool.Shared);
         try
         {
             var obj = verified.Object;
@@ -166,7 +166,7 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
                 if (kind == ChunkEntryKind.Data)
                 {
                     var length = ChunkMath.ChunkLength(obj.Size, obj.ChunkSize, index);
-                    if (expected is not null && !verified.Data.AsSpan(at, length).SequenceEqual(expected))
+                    if (expected is not null && !verified.DataSpan.Slice(at, length).SequenceEqual(expected))
                     {
                         throw new FuzzInvariantException($"{obj.Name} chunk {index}: the answer's bytes are not the block's");
                     }
@@ -180,7 +180,7 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
         }
         finally
         {
-            verified.Return();
+            verified.Dispose();
         }
     }
 

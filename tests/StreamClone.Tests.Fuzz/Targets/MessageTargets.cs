@@ -78,10 +78,9 @@ internal static class MessageChecks
     /// <summary>The sink's verify step: layout against the offer, decompress, hash every Data chunk.</summary>
     public static void CheckBatch(ChunkBatchMessage header, byte[] payload)
     {
-        var rented = BatchBuffers.Pool.Rent(Math.Max(1, payload.Length));
-        payload.CopyTo(rented, 0);
-        var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = rented, PayloadLength = payload.Length }, Objects);
-        verified.Return();
+        var rented = BatchBufferPool.Shared.Rent(payload.Length);
+        payload.CopyTo(rented.Span);
+        using var verified = BatchVerifier.Verify(new ReceivedBatch { Header = header, Payload = rented }, Objects, BatchBufferPool.Shared);
     }
 }
 
