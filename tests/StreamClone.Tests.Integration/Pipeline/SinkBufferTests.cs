@@ -5,7 +5,7 @@ using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
-using StreamClone.Sink.Store;
+using StreamClone.Store;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;
