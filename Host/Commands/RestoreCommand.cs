@@ -11,7 +11,7 @@ internal static class RestoreCommand
     public static Command Create()
     {
         var store = new Option<string>("--store") { Description = "The sink store holding the snapshot.", Required = true };
-        var snapshot = new Option<string?>("--snapshot") { Description = "Snapshot id (default: the newest complete one)." };
+        var snapshot = SnapshotIdOption.Create("--snapshot", "Snapshot id (default: the newest complete one).");
         var memory = new Option<string>("--memory") { Description = "Guest RAM; must match the source VM.", DefaultValueFactory = _ => "256M" };
         var accel = new Option<VmAccel>("--accel") { Description = "kvm, tcg or auto.", DefaultValueFactory = _ => VmAccel.Tcg };
         var guest = new Option<string?>("--guest") { Description = $"Guest directory the source VM ran (default {GuestBuilder.DefaultDirectory}); kernel and firmware must match." };

@@ -32,7 +32,7 @@ internal static class SourceCommand
         var maxSessions = new Option<int>("--max-sessions") { Description = "Sinks streamed to at once; more are refused (TooManySessions).", DefaultValueFactory = _ => new SourceOptions().MaxSessions };
         var inventoryTimeout = TransportTimeouts.Seconds("--inventory-timeout", "Seconds a sink may take from the offer to the end of its inventory.", TransportOptions.Default.InventoryTimeout);
         var timeouts = CommonOptions.Timeouts();
-        var snapshotId = new Option<string?>("--snapshot-id") { Description = "Snapshot id (default: new). A sink resumes a snapshot with the same id." };
+        var snapshotId = SnapshotIdOption.Create("--snapshot-id", "Snapshot id (default: new). A sink resumes a snapshot with the same id.");
         var notSentLowat = new Option<int>("--notsent-lowat") { Description = "TCP_NOTSENT_LOWAT of the bulk lane in bytes (0 = kernel default).", DefaultValueFactory = _ => TransportOptions.Default.BulkNotSentLowWatermark };
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
