@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using StreamClone.Shared;
+using StreamClone.Shared.Model;
 using StreamClone.Shared.Qemu;
 
 namespace StreamClone.Source.Live;
@@ -64,6 +66,9 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
     /// the disks' scratch images go there.</summary>
     public static async Task<LiveVmSnapshot> StartAsync(QmpClient qmp, string workDir, int chunkSize, string snapshotId, ILogger logger, CancellationToken ct)
     {
+        // Checked before the VM is stopped: the input made inside the pause checks them too, too late to be cheap.
+        ChunkMath.ValidateChunkSize(chunkSize);
+        WireLimits.ThrowIfInvalidSnapshotId(snapshotId);
         var socketPath = Path.Combine(workDir, "migration.sock");
         File.Delete(socketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
