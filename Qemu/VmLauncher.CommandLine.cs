@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace StreamClone.Qemu;
 
 public sealed partial class VmLauncher
@@ -15,7 +13,7 @@ public sealed partial class VmLauncher
     /// type, RAM, vCPUs, devices and their ids — depends only on the options, so a VM started with
     /// <c>IncomingDefer</c> accepts another's migration stream ("pc.ram" block name, qemu-on-these-machines.md).
     /// </summary>
-    internal static List<string> BuildArguments(VmOptions options, VmAccel accel, string qmpSocket, string diskPath)
+    internal static List<string> BuildArguments(VmOptions options, VmAccel accel, string qmpSocket, string? diskPath)
     {
         if (accel == VmAccel.Auto)
             throw new ArgumentException("resolve Auto to Kvm or Tcg first", nameof(accel));
@@ -34,14 +32,23 @@ public sealed partial class VmLauncher
             "-monitor", "none",
             // A guest panic (panic=-1 reboots at once) ends QEMU instead of looping.
             "-no-reboot",
-            "-kernel", options.Guest.KernelPath,
-            "-initrd", options.Guest.InitrdPath,
-            "-append", string.Create(CultureInfo.InvariantCulture, $"console=ttyS0 quiet panic=-1 sc.fill={options.FillMiB}"),
-            "-blockdev", $"driver=file,filename={EscapeOption(diskPath)},node-name={DiskFileNode}",
-            "-blockdev", $"driver={options.DiskFormat},file={DiskFileNode},node-name={DiskNode}",
-            "-device", $"virtio-blk-pci,drive={DiskNode},id=vd0",
-            "-qmp", $"unix:{EscapeOption(qmpSocket)},server=on,wait=off",
         };
+        if (options.Kernel is { } kernel)
+        {
+            args.AddRange(["-kernel", kernel]);
+            if (options.Initrd is { } initrd)
+                args.AddRange(["-initrd", initrd]);
+            args.AddRange(["-append", options.Append!]);
+        }
+        if (diskPath is not null)
+        {
+            args.AddRange([
+                "-blockdev", $"driver=file,filename={EscapeOption(diskPath)},node-name={DiskFileNode}",
+                "-blockdev", $"driver={options.DiskFormat},file={DiskFileNode},node-name={DiskNode}",
+                "-device", $"virtio-blk-pci,drive={DiskNode},id=vd0",
+            ]);
+        }
+        args.AddRange(["-qmp", $"unix:{EscapeOption(qmpSocket)},server=on,wait=off"]);
         if (options.IncomingDefer)
             args.AddRange(["-incoming", "defer"]);
         args.AddRange(options.ExtraArguments);

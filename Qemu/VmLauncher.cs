@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace StreamClone.Qemu;
 
 /// <summary>
-/// One QEMU process running the test guest: command line, serial console capture (QEMU's stdout, tailed
+/// One QEMU process running a <see cref="VmOptions"/> machine (usually the test guest): command line, serial console capture (QEMU's stdout, tailed
 /// line by line and copied to WorkDir/console.log), the QMP client, and KVM detection (a guest silent past
 /// a deadline under KVM is killed and reported; Auto then falls back to TCG). Dispose quits or kills QEMU
 /// and removes what the launcher created. Files: this one holds start and lifecycle; <c>.Console</c> the
@@ -34,7 +34,7 @@ public sealed partial class VmLauncher : IAsyncDisposable
     private int _disposed;
 
     private VmLauncher(Process process, VmOptions options, VmAccel accel, string workDir, bool ownsWorkDir,
-        string qmpSocket, string diskPath, bool ownsDisk, IReadOnlyList<string> arguments, ILogger logger)
+        string qmpSocket, string? diskPath, bool ownsDisk, IReadOnlyList<string> arguments, ILogger logger)
     {
         _process = process;
         Options = options;
@@ -59,8 +59,8 @@ public sealed partial class VmLauncher : IAsyncDisposable
 
     public string QmpSocketPath { get; }
 
-    /// <summary>The disk image the VM was started on (the active layer changes with live snapshots).</summary>
-    public string DiskPath { get; }
+    /// <summary>The disk image the VM was started on (the active layer changes with live snapshots); null for a machine without a disk.</summary>
+    public string? DiskPath { get; }
 
     public string ConsoleLogPath { get; }
 
@@ -93,7 +93,7 @@ public sealed partial class VmLauncher : IAsyncDisposable
             QemuLog.KvmFallback(logger, "/dev/kvm does not exist");
             return await StartOnceAsync(options, VmAccel.Tcg, logger, ct);
         }
-        if (options.IncomingDefer || !options.WaitForBoot)
+        if (!options.WaitsForBoot)
         {
             // Without a boot to watch KVM cannot be proven to work: use what always does.
             return await StartOnceAsync(options, VmAccel.Tcg, logger, ct);
@@ -116,13 +116,13 @@ public sealed partial class VmLauncher : IAsyncDisposable
         var workDir = options.WorkDir ?? Directory.CreateTempSubdirectory("sc-vm-").FullName;
         Directory.CreateDirectory(workDir);
         var qmpSocket = options.QmpSocketPath ?? Path.Combine(workDir, "qmp.sock");
-        var ownsDisk = options.DiskPath is null;
-        var diskPath = options.DiskPath ?? Path.Combine(workDir, "disk.raw");
+        var ownsDisk = options.DiskPath is null && options.DiskTemplate is not null;
+        var diskPath = options.DiskPath ?? (ownsDisk ? Path.Combine(workDir, "disk.raw") : null);
         VmLauncher? vm = null;
         try
         {
             if (ownsDisk)
-                File.Copy(options.Guest.DiskPath, diskPath, overwrite: true);
+                File.Copy(options.DiskTemplate!, diskPath!, overwrite: true);
             if (File.Exists(qmpSocket))
                 File.Delete(qmpSocket);
 
@@ -160,7 +160,7 @@ public sealed partial class VmLauncher : IAsyncDisposable
                 // E.g. "Could not access KVM kernel module", or the MSR abort of -cpu host here.
                 throw new KvmUnusableException($"KVM unusable: QEMU failed under -accel kvm: {e.Message}", e);
             }
-            if (!options.IncomingDefer && options.WaitForBoot)
+            if (options.WaitsForBoot)
             {
                 await vm.WaitForBootAsync(started, ct);
                 QemuLog.VmBooted(logger, accel.ToString().ToLowerInvariant(), (long)vm.BootTime!.Value.TotalMilliseconds);
@@ -176,7 +176,7 @@ public sealed partial class VmLauncher : IAsyncDisposable
             else
             {
                 if (ownsDisk)
-                    File.Delete(diskPath);
+                    File.Delete(diskPath!);
                 if (ownsWorkDir)
                     Directory.Delete(workDir, recursive: true);
             }
@@ -304,7 +304,7 @@ public sealed partial class VmLauncher : IAsyncDisposable
             else
             {
                 if (_ownsDisk)
-                    File.Delete(DiskPath);
+                    File.Delete(DiskPath!);
                 File.Delete(QmpSocketPath);
             }
         }

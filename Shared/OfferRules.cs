@@ -24,9 +24,10 @@ public static class OfferRules
         {
             Fail($"unsupported hash algorithm '{offer.HashAlgorithm}'");
         }
-        if (!WireLimits.IsValidId(offer.SnapshotId))
+        if (!WireLimits.IsValidSnapshotId(offer.SnapshotId))
         {
-            Fail($"snapshot id must be 1-{WireLimits.MaxSnapshotIdLength} characters of [A-Za-z0-9_-]");
+            // The id becomes a directory name in the store: the rule keeps it inside snapshots/.
+            Fail($"snapshot id must be {WireLimits.SnapshotIdRule}");
         }
         var objects = offer.Objects;
         // At least one object: a completion message is checked against the first.

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 
 namespace StreamClone.Shared;
@@ -17,9 +18,10 @@ public static class WireLimits
 
     /// <summary>
     /// Largest chunk: one chunk must fit one batch and one demand answer, whose raw bytes are capped
-    /// at <see cref="MaxBatchRawBytes"/>.
+    /// at <see cref="MaxBatchRawBytes"/>. Every chunk size is checked by <see cref="IsValidChunkSize"/>
+    /// (offer, manifest, source options, inputs, demand split), nowhere else.
     /// </summary>
-    public const int MaxChunkSize = 4 << 20;
+    public const int MaxChunkSize = MaxBatchRawBytes;
 
     /// <summary>
     /// Most chunks in one batch frame (bulk or demand answer). A batch header costs ~33 bytes per
@@ -55,10 +57,22 @@ public static class WireLimits
     public const int MaxInventoryHashesPerFrame = 64 * 1024;
 
     /// <summary>
-    /// Snapshot ids name a directory in a store: 1 to 64 characters of [A-Za-z0-9_-] (no separators,
-    /// no dots, so no "..").
+    /// Longest snapshot id. An id names a directory in every store (snapshots/&lt;id&gt;/) and appears in
+    /// log lines and on command lines: 64 characters hold a GUID ("N", 32) with room for a prefix
+    /// and stay far under NAME_MAX (255).
     /// </summary>
     public const int MaxSnapshotIdLength = 64;
+
+    /// <summary>
+    /// The one snapshot-id rule, as error messages state it. The charset is what makes an id safe as a
+    /// directory name without further checks: no '/' or '\0' (cannot leave snapshots/), no '.' (so no
+    /// ".", "..", hidden or "x.tmp"-like names that collide with the store's own files), no space or
+    /// shell metacharacter; the first character is a letter or digit, so an id never reads as an
+    /// option ("-rf") to our CLI or any tool given the path. The offer rule, the store (create and
+    /// load), the manifest loader, the source's inputs and the CLI options all call
+    /// <see cref="IsValidSnapshotId"/>.
+    /// </summary>
+    public const string SnapshotIdRule = "1-64 characters of [A-Za-z0-9_-], starting with a letter or digit";
 
     /// <summary>Session ids pair a bulk lane with its demand lane; they are logged, so they are short.</summary>
     public const int MaxSessionIdLength = 64;
@@ -87,9 +101,25 @@ public static class WireLimits
     private static readonly SearchValues<char> IdChars =
         SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
 
-    /// <summary>True for a usable snapshot or session id: 1 to <paramref name="maxLength"/> characters of [A-Za-z0-9_-].</summary>
-    public static bool IsValidId(string? id, int maxLength = MaxSnapshotIdLength) =>
+    /// <summary>True for a usable session id: 1 to <paramref name="maxLength"/> characters of [A-Za-z0-9_-].</summary>
+    public static bool IsValidId([NotNullWhen(true)] string? id, int maxLength = MaxSessionIdLength) =>
         !string.IsNullOrEmpty(id) && id.Length <= maxLength && !id.AsSpan().ContainsAnyExcept(IdChars);
+
+    /// <summary>True for a snapshot id that follows <see cref="SnapshotIdRule"/> (and so is safe as a directory name).</summary>
+    public static bool IsValidSnapshotId([NotNullWhen(true)] string? id) =>
+        IsValidId(id, MaxSnapshotIdLength) && char.IsAsciiLetterOrDigit(id[0]);
+
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming the rule when <paramref name="id"/> breaks it: for
+    /// ids our own side chooses (source inputs, CLI), where a bad id is the caller's mistake.
+    /// </summary>
+    public static void ThrowIfInvalidSnapshotId(string? id, [CallerArgumentExpression(nameof(id))] string? paramName = null)
+    {
+        if (!IsValidSnapshotId(id))
+        {
+            throw new ArgumentException($"snapshot id '{id}' is not valid: ids are {SnapshotIdRule}", paramName);
+        }
+    }
 
     /// <summary>True for a chunk size a multiple of <see cref="PageSize"/> between one page and <see cref="MaxChunkSize"/>.</summary>
     public static bool IsValidChunkSize(int chunkSize) =>

@@ -76,11 +76,11 @@ public sealed record SourceOptions
         ChunkMath.ValidateChunkSize(ChunkSize);
         if (BatchChunks is < 1 or > WireLimits.MaxBatchChunks)
         {
-            throw new ArgumentOutOfRangeException(nameof(BatchChunks), BatchChunks, "Batch must hold 1 to 1024 chunks.");
+            throw new ArgumentOutOfRangeException(nameof(BatchChunks), BatchChunks, $"Batch must hold 1 to {WireLimits.MaxBatchChunks} chunks.");
         }
         if ((long)BatchChunks * ChunkSize > WireLimits.MaxBatchRawBytes)
         {
-            throw new ArgumentOutOfRangeException(nameof(BatchChunks), BatchChunks, "A batch may span at most 4 MiB.");
+            throw new ArgumentOutOfRangeException(nameof(BatchChunks), BatchChunks, $"A batch may span at most {WireLimits.MaxBatchRawBytes} bytes ({BatchChunks} chunks of {ChunkSize} bytes do not).");
         }
         if (CompressionLevel is < -7 or > 19)
         {

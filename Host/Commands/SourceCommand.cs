@@ -1,7 +1,5 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Text.Json;
-using StreamClone.Qemu;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
@@ -33,7 +31,7 @@ internal static class SourceCommand
         var inventoryTimeout = TransportTimeouts.Seconds("--inventory-timeout", "Seconds a sink may take from the offer to the end of its inventory.", TransportOptions.Default.InventoryTimeout);
         var timeouts = CommonOptions.Timeouts();
         var security = CommonOptions.Security();
-        var snapshotId = new Option<string?>("--snapshot-id") { Description = "Snapshot id (default: new). A sink resumes a snapshot with the same id." };
+        var snapshotId = SnapshotIdOption.Create("--snapshot-id", "Snapshot id (default: new). A sink resumes a snapshot with the same id.");
         var notSentLowat = new Option<int>("--notsent-lowat") { Description = "TCP_NOTSENT_LOWAT of the bulk lane in bytes (0 = kernel default).", DefaultValueFactory = _ => TransportOptions.Default.BulkNotSentLowWatermark };
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
@@ -67,16 +65,10 @@ internal static class SourceCommand
                 InventoryTimeout = TimeSpan.FromSeconds(TransportTimeouts.Positive(result, inventoryTimeout)),
             };
             var id = result.GetValue(snapshotId) ?? Guid.NewGuid().ToString("N");
-            if (result.GetValue(qmpSocket) is { } socketPath && !File.Exists(socketPath))
-            {
-                // connect(2) says "Cannot assign requested address" for a missing path: name the real problem.
-                throw new FileNotFoundException($"QMP socket {socketPath} does not exist (start QEMU with -qmp unix:{socketPath},server=on,wait=off)", socketPath);
-            }
-            using var liveDir = result.GetValue(qmpSocket) is null ? null
-                : result.GetValue(workDir) is { } given ? LiveWorkDirectory.Claim(given) : LiveWorkDirectory.CreateDefault();
-            await using var qmp = result.GetValue(qmpSocket) is { } qmpPath ? await QmpClient.ConnectAsync(qmpPath, null, logger, ct) : null;
-            await using var live = qmp is null ? null
-                : await LiveVmSnapshot.StartAsync(qmp, liveDir!.Path, options.ChunkSize, id, logger, ct);
+            // A live source's lifecycle (work dir, snapshot, failure, exit) is LiveSource's; this only binds options.
+            await using var live = result.GetValue(qmpSocket) is { } qmpPath
+                ? await LiveSource.StartAsync(new LiveSourceSettings { QmpSocketPath = qmpPath, WorkDirectory = result.GetValue(workDir), ChunkSize = options.ChunkSize, SnapshotId = id }, logger, ct)
+                : null;
             var imageSpecs = result.GetValue(images) ?? [];
             if (live is null && imageSpecs.Length == 0)
             {
@@ -85,19 +77,6 @@ internal static class SourceCommand
             }
             await using var files = live is null ? ImageFileInput.Open([.. imageSpecs.Select(ParseImage)], options.ChunkSize, id) : null;
             ISnapshotInput input = live is null ? files! : live.Input;
-            if (live is not null)
-            {
-                try
-                {
-                    await live.Input.OfferReady.WaitAsync(TimeSpan.FromSeconds(60), ct);
-                }
-                catch (LiveSnapshotException)
-                {
-                    // The snapshot's own error names the VM and what QEMU said (and comes once the VM is recovered).
-                    await live.Completion;
-                    throw;
-                }
-            }
             await using var server = new SourceServer(input, options, transport, logger);
             var bound = server.Listen(HostServices.ParseEndPoint(result.GetValue(listen)!));
             if (result.GetValue(portFile) is { } path)
@@ -126,21 +105,13 @@ internal static class SourceCommand
             {
                 Console.WriteLine($"Offering snapshot {input.Offer.SnapshotId} on {bound} ({input.Offer.Objects.Count} objects). Ctrl+C stops.");
             }
-            var run = server.RunAsync(stop.Token);
-            // A live snapshot that fails (VM died, stream cut short, disk full) ends the source: its sessions
-            // already failed with the error, and no later sink may be served a snapshot that cannot complete.
-            var watch = live is null ? Task.CompletedTask : StopWhenFailedAsync(live, server, stop);
+            // A live snapshot that fails ends the serving with its error (LiveSource.ServeAsync says when).
+            var run = live is null ? server.RunAsync(stop.Token) : live.ServeAsync(server, stop);
             if (HostServices.Interactive(asJson))
             {
                 await ProgressView.ShowSourceAsync(server, input.Offer.Objects.Sum(o => o.Size), run);
             }
             await run;
-            if (live is not null)
-            {
-                // Rethrows the snapshot's failure (one clear line, exit 1) even when every session ended well.
-                await watch;
-                await live.Completion;
-            }
 
             var summaries = ended.Select(s => new
             {
@@ -169,40 +140,20 @@ internal static class SourceCommand
         return command;
     }
 
-    private static async Task StopWhenFailedAsync(LiveVmSnapshot live, SourceServer server, CancellationTokenSource stop)
-    {
-        try
-        {
-            await live.Completion;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // Running sessions hit the failed input at once and tell their sinks why; give them that moment
-            // (bounded) before the server stops them without a word.
-            var grace = Stopwatch.StartNew();
-            while (server.ActiveSessions.Any() && grace.Elapsed < TimeSpan.FromSeconds(3))
-            {
-                await Task.Delay(20, CancellationToken.None);
-            }
-            await stop.CancelAsync();
-        }
-    }
-
-    private static async Task<object?> LiveSummaryAsync(LiveVmSnapshot? live)
+    private static async Task<object?> LiveSummaryAsync(LiveSource? live)
     {
         if (live is null)
         {
             return null;
         }
-        var info = await live.Completion;
-        var objects = live.Input.Offer.Objects;
+        var summary = await live.SummaryAsync();
         return new
         {
-            downtime_ms = info.DowntimeMs,
-            stop_to_restart_ms = Math.Round(live.GuestPause.TotalMilliseconds, 2),
-            migration_ms = info.TotalTimeMs,
-            memory_bytes = objects.Where(o => o.Kind == ObjectKind.Memory).Sum(o => o.Size),
-            disk_bytes = objects.Where(o => o.Kind == ObjectKind.Disk).Sum(o => o.Size),
+            downtime_ms = summary.DowntimeMs,
+            stop_to_restart_ms = summary.StopToRestartMs,
+            migration_ms = summary.MigrationMs,
+            memory_bytes = summary.MemoryBytes,
+            disk_bytes = summary.DiskBytes,
         };
     }
 

@@ -15,32 +15,54 @@ public static class DeviceStateObject
     /// <summary>Capacity of the object: <see cref="WireLimits.MaxDeviceStateBytes"/> (a QEMU with more state fails clearly).</summary>
     public const long Capacity = WireLimits.MaxDeviceStateBytes;
 
+    /// <summary>The <c>u64 LE</c> length in front of the blob.</summary>
+    public const int LengthFieldBytes = 8;
+
+    /// <summary>
+    /// Largest <see cref="DeviceStateBlob"/> an object holds. This is the one device-state rule: the source's
+    /// stream reader caps the device region by it (<see cref="MaxDeviceRegionBytes"/>), <see cref="Pack"/> refuses
+    /// more, and <see cref="DeviceStateBlob.Deserialize"/> (restore) refuses more; the offer rule and the restore
+    /// cap the object itself at <see cref="Capacity"/>.
+    /// </summary>
+    public const long MaxBlobBytes = Capacity - LengthFieldBytes;
+
     public const string Name = "device-state";
+
+    /// <summary>
+    /// Largest device region a blob whose layout spends <paramref name="headerBytes"/> before the region
+    /// (<see cref="DeviceStateBlob.HeaderLength"/>) can carry and still be packed: the stream reader's cap, so the
+    /// reader refuses exactly the streams whose state <see cref="Pack"/> would refuse.
+    /// </summary>
+    public static long MaxDeviceRegionBytes(long headerBytes) => Math.Max(0, MaxBlobBytes - headerBytes);
+
+    /// <summary>True when <paramref name="blob"/> fits an object: what <see cref="Pack"/> accepts.</summary>
+    public static bool Fits(DeviceStateBlob blob) => blob.SerializedLength <= MaxBlobBytes;
 
     public static byte[] Pack(DeviceStateBlob blob)
     {
-        var bytes = blob.Serialize();
-        if (bytes.Length + 8L > Capacity)
+        ArgumentNullException.ThrowIfNull(blob);
+        if (!Fits(blob))
         {
-            throw new InvalidDataException($"QEMU device state is {bytes.Length} bytes, more than the {Capacity}-byte device-state object holds");
+            throw new InvalidDataException($"QEMU device state is {blob.SerializedLength} bytes, more than the {MaxBlobBytes} bytes the {Capacity}-byte device-state object holds");
         }
-        var packed = new byte[8 + bytes.Length];
+        var bytes = blob.Serialize();
+        var packed = new byte[LengthFieldBytes + bytes.Length];
         BinaryPrimitives.WriteInt64LittleEndian(packed, bytes.Length);
-        bytes.CopyTo(packed, 8);
+        bytes.CopyTo(packed, LengthFieldBytes);
         return packed;
     }
 
     public static DeviceStateBlob Unpack(ReadOnlySpan<byte> objectBytes)
     {
-        if (objectBytes.Length < 8)
+        if (objectBytes.Length < LengthFieldBytes)
         {
             throw new InvalidDataException("device-state object is shorter than its length field");
         }
         var length = BinaryPrimitives.ReadInt64LittleEndian(objectBytes);
-        if (length <= 0 || length > objectBytes.Length - 8)
+        if (length <= 0 || length > objectBytes.Length - LengthFieldBytes)
         {
-            throw new InvalidDataException($"device-state object says {length} bytes but holds {objectBytes.Length - 8}");
+            throw new InvalidDataException($"device-state object says {length} bytes but holds {objectBytes.Length - LengthFieldBytes}");
         }
-        return DeviceStateBlob.Deserialize(objectBytes.Slice(8, (int)length).ToArray());
+        return DeviceStateBlob.Deserialize(objectBytes.Slice(LengthFieldBytes, (int)length).ToArray());
     }
 }

@@ -1,8 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
 
-using StreamClone.Shared;
-
 namespace StreamClone.Qemu.Migration;
 
 /// <summary>
@@ -30,7 +28,7 @@ public sealed record RamBlockInfo(string Name, long UsedLength);
 /// be32  target page size         (4096 on x86)
 /// be32  block count B            (cap 4096)
 /// B x { u8 name length N, N bytes name (Latin-1: byte for byte), be64 used_length }
-/// be64  device region length D   (cap WireLimits.MaxDeviceStateBytes)
+/// be64  device region length D   (the whole blob fits the device-state object: DeviceStateObject.MaxBlobBytes)
 /// D     device region: from the first FULL (0x04) / EOF (0x00) byte after the last RAM chunk to the end of the stream
 /// </code>
 /// Nothing follows; trailing bytes are an error. A reader refuses any other version byte instead of
@@ -46,8 +44,6 @@ public sealed class DeviceStateBlob
     /// <summary>QEMU's ram_list rarely exceeds a few dozen blocks (one per ROM, VGA, memory backend).</summary>
     public const int MaxBlocks = 4096;
 
-    /// <summary>Device state is tens to hundreds of KiB ([V] 76 KiB on q35); the blob travels in one device-state object, so its cap applies.</summary>
-    public const long MaxDeviceRegionBytes = WireLimits.MaxDeviceStateBytes;
 
     public DeviceStateBlob(
         ReadOnlyMemory<byte> preamble,
@@ -127,23 +123,40 @@ public sealed class DeviceStateBlob
         return false;
     }
 
-    public int SerializedLength
-    {
-        get
-        {
-            var length = 1 + 4 + Preamble.Length + 4 + 1 + Encoding.Latin1.GetByteCount(RamIdStr) + 4 + 4 + 4 + 4;
-            foreach (var block in Blocks)
-            {
-                length += 1 + Encoding.Latin1.GetByteCount(block.Name) + 8;
-            }
+    /// <summary>Bytes of the serialized blob: <see cref="HeaderLength"/> + the device region.</summary>
+    public long SerializedLength => HeaderLength(Preamble.Length, RamIdStr, Blocks) + (long)DeviceRegion.Length;
 
-            return checked(length + 8 + DeviceRegion.Length);
+    /// <summary>
+    /// Bytes the serialized layout spends before the device region (everything but D's bytes). Known as soon as
+    /// the stream's RAM block list arrived, so the stream reader can cap the device region at exactly what still
+    /// fits the device-state object (<see cref="DeviceStateObject.MaxDeviceRegionBytes"/>).
+    /// </summary>
+    public static long HeaderLength(int preambleLength, string ramIdStr, IReadOnlyList<RamBlockInfo> blocks)
+    {
+        ArgumentNullException.ThrowIfNull(ramIdStr);
+        ArgumentNullException.ThrowIfNull(blocks);
+        long length = 1 + 4 + (long)preambleLength + 4 + 1 + Encoding.Latin1.GetByteCount(ramIdStr) + 4 + 4 + 4 + 4;
+        foreach (var block in blocks)
+        {
+            length += 1 + Encoding.Latin1.GetByteCount(block.Name) + 8;
         }
+
+        return length + 8;
     }
 
+    /// <summary>
+    /// The layout above. Refuses what <see cref="Deserialize"/> would refuse (a preamble or block list over its
+    /// cap), so no blob is written that cannot be read back; the size cap is <see cref="DeviceStateObject.Pack"/>'s.
+    /// </summary>
     public byte[] Serialize()
     {
-        var output = new byte[SerializedLength];
+        if (Preamble.Length > MaxPreambleBytes || Blocks.Count > MaxBlocks)
+        {
+            throw new InvalidDataException(
+                $"Device-state blob: preamble of {Preamble.Length} bytes (cap {MaxPreambleBytes}) or {Blocks.Count} RAM blocks (cap {MaxBlocks}) cannot be stored.");
+        }
+
+        var output = new byte[checked((int)SerializedLength)];
         var span = output.AsSpan();
         span[0] = CurrentFormatVersion;
         var pos = 1;
@@ -179,6 +192,13 @@ public sealed class DeviceStateBlob
     public static DeviceStateBlob Deserialize(ReadOnlyMemory<byte> bytes)
     {
         var span = bytes.Span;
+        if (span.Length > DeviceStateObject.MaxBlobBytes)
+        {
+            // The same cap Pack applies and the stream reader applies to the device region: one rule, three places.
+            throw new InvalidDataException(
+                $"Device-state blob of {span.Length} bytes exceeds the {DeviceStateObject.MaxBlobBytes} bytes a device-state object holds.");
+        }
+
         var pos = 0;
         var version = ReadU8(span, ref pos, "format version");
         if (version != CurrentFormatVersion)
@@ -218,9 +238,11 @@ public sealed class DeviceStateBlob
         Need(span, pos, 8, "device region length");
         var regionLength = BinaryPrimitives.ReadInt64BigEndian(span[pos..]);
         pos += 8;
-        if (regionLength < 0 || regionLength > MaxDeviceRegionBytes)
+        // The blob is at most MaxBlobBytes (checked above), so the bytes left bound the region and the cast below.
+        if (regionLength < 0 || regionLength > span.Length - pos)
         {
-            throw new InvalidDataException($"Device-state blob: device region length {regionLength} is outside 0..{MaxDeviceRegionBytes}.");
+            throw new InvalidDataException(
+                $"Device-state blob: device region length {regionLength} is outside 0..{span.Length - pos} (the bytes left).");
         }
 
         var region = Take(bytes, ref pos, (int)regionLength, "device region");

@@ -20,6 +20,9 @@ public sealed partial class QemuStreamReader
     /// <summary>FULL sections + EOF + vmdesc, verbatim (§7.2 option 1).</summary>
     private readonly ArrayBufferWriter<byte> _deviceRegion = new(128 * 1024);
 
+    /// <summary>Set when the device region starts (see <see cref="DeviceStateObject.MaxDeviceRegionBytes"/>).</summary>
+    private long _maxDeviceRegionBytes;
+
     private bool _ramStarted;
     private uint _ramSectionId;
     private uint _ramInstanceId;
@@ -95,6 +98,13 @@ public sealed partial class QemuStreamReader
         while (reader.TryPeek(out var next) && next == F.Subsection)
         {
             var subsectionOffset = _position + reader.Consumed;
+            if (reader.Consumed > DeviceStateBlob.MaxPreambleBytes - _preamble.WrittenCount)
+            {
+                // The configuration is kept verbatim in the device-state blob, whose reader caps it; it is also
+                // parsed whole from the pipe, so without this an endless run of subsections would grow the buffer.
+                ThrowUnsupported(subsectionOffset, $"configuration section longer than {DeviceStateBlob.MaxPreambleBytes - _preamble.WrittenCount} bytes");
+            }
+
             reader.Advance(1);
             if (!TryReadCountedString(ref reader, out var nameSeq) || !reader.TryReadBigEndian(out int _))
             {
@@ -162,6 +172,11 @@ public sealed partial class QemuStreamReader
         {
             // Another subsection may follow: wait for the byte after the last one.
             return false;
+        }
+
+        if (reader.Consumed > DeviceStateBlob.MaxPreambleBytes - _preamble.WrittenCount)
+        {
+            ThrowUnsupported(_position, $"configuration section longer than {DeviceStateBlob.MaxPreambleBytes - _preamble.WrittenCount} bytes");
         }
 
         Consume(ref buffer, ref reader, _preamble);
@@ -244,6 +259,10 @@ public sealed partial class QemuStreamReader
                     ThrowMalformed(_position, "the ram START section (block list) before the device state", $"section type {type}");
                 }
 
+                // Preamble and block list are final now: what the device region may hold is what still fits the
+                // device-state object once they are in it, so this reader refuses exactly what Pack would.
+                _maxDeviceRegionBytes = DeviceStateObject.MaxDeviceRegionBytes(
+                    DeviceStateBlob.HeaderLength(_preamble.WrittenCount, F.RamIdStr, _blocks));
                 _state = State.DeviceRegion;
                 _pending = "the device region";
                 return true;
@@ -312,9 +331,10 @@ public sealed partial class QemuStreamReader
 
     private void AppendDeviceRegion(ReadOnlySequence<byte> bytes)
     {
-        if (_deviceRegion.WrittenCount + bytes.Length > _options.MaxDeviceRegionBytes)
+        if (bytes.Length > _maxDeviceRegionBytes - _deviceRegion.WrittenCount)
         {
-            ThrowUnsupported(_position, $"device region larger than {_options.MaxDeviceRegionBytes} bytes (QemuStreamReaderOptions.MaxDeviceRegionBytes)");
+            ThrowUnsupported(_position, $"device region larger than {_maxDeviceRegionBytes} bytes " +
+                $"(with the preamble and RAM block list, the most a {DeviceStateObject.Capacity}-byte device-state object holds)");
         }
 
         foreach (var segment in bytes)

@@ -2,20 +2,16 @@ using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
-using StreamClone.Shared;
 
 namespace StreamClone.Qemu.Migration;
 
-/// <summary>Limits of <see cref="QemuStreamReader"/>; each says why its number.</summary>
+/// <summary>
+/// Limits of <see cref="QemuStreamReader"/>; each says why its number. The buffered device region (FULL sections +
+/// EOF + vmdesc, [V] 76 KiB on a q35 test machine) has no option: it travels in the device-state object, so the
+/// reader caps it at what that object still holds (<c>DeviceStateObject.MaxDeviceRegionBytes</c>), no more, no less.
+/// </summary>
 public sealed class QemuStreamReaderOptions
 {
-    /// <summary>
-    /// Cap on the buffered device region (FULL sections + EOF + vmdesc). [V] 76 KiB on a q35 test machine; devices
-    /// with large state (e.g. many virtio queues, TPM) stay in the MiB range. The region travels in the
-    /// device-state object, so buffering more than <see cref="WireLimits.MaxDeviceStateBytes"/> could never be sent.
-    /// </summary>
-    public long MaxDeviceRegionBytes { get; init; } = WireLimits.MaxDeviceStateBytes;
-
     /// <summary>
     /// Demand the vmdesc JSON after EOF. QEMU 7.2 sends it unless the machine sets suppress-vmdesc (only
     /// pc-i440fx-2.0..2.2 and xenfv) or it is in postcopy, never the case for a background snapshot. Since the

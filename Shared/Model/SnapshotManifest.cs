@@ -272,7 +272,7 @@ public static class ChunkMath
         if (!WireLimits.IsValidChunkSize(chunkSize))
         {
             throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize,
-                "Chunk size must be a multiple of 4096 between 4 KiB and 4 MiB.");
+                $"Chunk size must be a multiple of {WireLimits.PageSize} between {WireLimits.PageSize} and {WireLimits.MaxChunkSize} bytes.");
         }
     }
 }

@@ -24,6 +24,8 @@ public sealed class ImageFileInput : ISnapshotInput
     public static ImageFileInput Open(IReadOnlyList<(string Path, ObjectKind Kind)> images, int chunkSize, string snapshotId)
     {
         ChunkMath.ValidateChunkSize(chunkSize);
+        // Every sink would refuse the offer: say so here, once, instead of serving it.
+        WireLimits.ThrowIfInvalidSnapshotId(snapshotId);
         var handles = new List<SafeFileHandle>();
         var offer = new SnapshotOfferMessage
         {

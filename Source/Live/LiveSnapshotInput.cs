@@ -38,6 +38,7 @@ public sealed partial class LiveSnapshotInput : ISnapshotInput, IMigrationStream
     public LiveSnapshotInput(string workDir, IReadOnlyList<FleecedDiskReader> disks, int chunkSize, string snapshotId)
     {
         ChunkMath.ValidateChunkSize(chunkSize);
+        WireLimits.ThrowIfInvalidSnapshotId(snapshotId);
         _workDir = workDir;
         _disks = disks;
         _chunkSize = chunkSize;

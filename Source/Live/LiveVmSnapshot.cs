@@ -3,8 +3,9 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using StreamClone.Qemu;
-
 using StreamClone.Qemu.Migration;
+using StreamClone.Shared;
+using StreamClone.Shared.Model;
 
 namespace StreamClone.Source.Live;
 
@@ -66,6 +67,9 @@ public sealed class LiveVmSnapshot : IAsyncDisposable
     /// the disks' scratch images go there.</summary>
     public static async Task<LiveVmSnapshot> StartAsync(QmpClient qmp, string workDir, int chunkSize, string snapshotId, ILogger logger, CancellationToken ct)
     {
+        // Checked before the VM is stopped: the input made inside the pause checks them too, too late to be cheap.
+        ChunkMath.ValidateChunkSize(chunkSize);
+        WireLimits.ThrowIfInvalidSnapshotId(snapshotId);
         var socketPath = Path.Combine(workDir, "migration.sock");
         File.Delete(socketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -36,7 +36,7 @@ public class CloneTests(QemuFixture fixture)
                 lastBeforeStop = source.GetConsoleLines().Where(GuestLine.IsTick).Select(l => GuestLine.Parse(l).Tick).Max();
 
                 // Stopped, the disk holds still (vm_stop drained in-flight I/O): a plain copy is the snapshot instant.
-                File.Copy(source.DiskPath, cloneDisk);
+                File.Copy(source.DiskPath!, cloneDisk);
 
                 var (reader, qemuEnd) = UnixNative.SocketPair();
                 using (reader)

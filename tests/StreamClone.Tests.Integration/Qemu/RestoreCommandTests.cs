@@ -29,6 +29,35 @@ public class RestoreCommandTests(QemuFixture fixture, RestoreCommandTests.LiveSt
     }
 
     [Fact]
+    public async Task Restore_runs_a_machine_given_by_kernel_initrd_and_append_without_the_test_guest()
+    {
+        // The kernel and initrd the source booted, copied out of the guest directory: the machine is described, not the guest.
+        using var dir = new TempDir();
+        File.Copy(fixture.Guest.KernelPath, dir.File("vmlinuz"));
+        File.Copy(fixture.Guest.InitrdPath, dir.File("initrd"));
+        await using var restore = StreamCloneProcess.Start("restore", "--store", live.StorePath,
+            "--kernel", dir.File("vmlinuz"), "--initrd", dir.File("initrd"), "--append", "console=ttyS0 quiet", "--seconds", "3");
+        Assert.True(await restore.WaitAsync(TimeSpan.FromMinutes(3)) == 0, restore.Stderr);
+        var ticks = restore.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(l => l.StartsWith("clone | ", StringComparison.Ordinal)).Select(l => l["clone | ".Length..])
+            .Where(GuestLine.IsTick).Select(GuestLine.Parse).ToList();
+        Assert.True(ticks.Count >= 1, restore.Stdout);
+        Assert.True(ticks[0].Tick > live.TicksBeforeSnapshot, $"first clone tick {ticks[0].Tick}, source was at {live.TicksBeforeSnapshot}");
+        Assert.All(ticks, t => Assert.True(t.Ok, t.ToString()));
+    }
+
+    [Fact]
+    public async Task Restore_refuses_a_guest_and_a_kernel_together_and_a_missing_kernel_with_one_line()
+    {
+        await using var both = StreamCloneProcess.Start("restore", "--store", live.StorePath, "--guest", fixture.Guest.Directory, "--kernel", fixture.Guest.KernelPath);
+        Assert.NotEqual(0, await both.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.Contains("not both", both.Stderr, StringComparison.Ordinal);
+
+        var error = await RestoreFailsAsync(live.StorePath, NoEnvironment, guest: false, "--kernel", "/nonexistent/vmlinuz");
+        Assert.Equal("streamclone: /nonexistent/vmlinuz does not exist", error);
+    }
+
+    [Fact]
     public async Task A_clone_with_less_memory_than_the_source_is_refused_by_qemu_with_one_line_naming_the_mismatch()
     {
         var error = await RestoreFailsAsync(live.StorePath, NoEnvironment, "--memory", "128M");
@@ -92,10 +121,14 @@ public class RestoreCommandTests(QemuFixture fixture, RestoreCommandTests.LiveSt
     private static readonly Dictionary<string, string> NoEnvironment = [];
 
     /// <summary>Runs `restore` expecting exit code 1 and exactly one error line without a stack trace; returns that line.</summary>
-    private async Task<string> RestoreFailsAsync(string store, IReadOnlyDictionary<string, string> environment, params string[] extra)
+    private Task<string> RestoreFailsAsync(string store, IReadOnlyDictionary<string, string> environment, params string[] extra) =>
+        RestoreFailsAsync(store, environment, guest: true, extra);
+
+    private async Task<string> RestoreFailsAsync(string store, IReadOnlyDictionary<string, string> environment, bool guest, params string[] extra)
     {
+        string[] machine = guest ? ["--guest", fixture.Guest.Directory] : [];
         await using var restore = StreamCloneProcess.Start(environment,
-            ["restore", "--store", store, "--guest", fixture.Guest.Directory, "--seconds", "1", .. extra]);
+            ["restore", "--store", store, .. machine, "--seconds", "1", .. extra]);
         var exit = await restore.WaitAsync(TimeSpan.FromMinutes(3));
         Assert.True(exit == 1, $"exit {exit}\nstdout:\n{restore.Stdout}\nstderr:\n{restore.Stderr}");
         var lines = restore.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

@@ -45,6 +45,53 @@ public class VmCommandLineTests
     }
 
     [Fact]
+    public void The_test_guest_fills_kernel_initrd_and_its_command_line()
+    {
+        var args = VmLauncher.BuildArguments(new VmOptions { Guest = Guest, FillMiB = 32 }, VmAccel.Tcg, "/q", "/d");
+
+        Assert.Equal("/g/vmlinuz", After(args, "-kernel"));
+        Assert.Equal("/g/initrd.gz", After(args, "-initrd"));
+        Assert.Equal("console=ttyS0 quiet panic=-1 sc.fill=32", After(args, "-append"));
+    }
+
+    [Fact]
+    public void A_machine_without_the_test_guest_boots_the_kernel_it_names_and_has_no_disk_unless_given()
+    {
+        var options = new VmOptions { KernelPath = "/k/bzImage", IncomingDefer = true };
+        var args = VmLauncher.BuildArguments(options, VmAccel.Tcg, "/q", null);
+
+        Assert.Equal("/k/bzImage", After(args, "-kernel"));
+        Assert.Equal("console=ttyS0", After(args, "-append"));
+        Assert.DoesNotContain("-initrd", args);
+        Assert.DoesNotContain("-blockdev", args);
+        Assert.DoesNotContain("-device", args);
+        Assert.Null(options.DiskTemplate);
+
+        var full = VmLauncher.BuildArguments(options with { InitrdPath = "/k/initrd", KernelArguments = "console=ttyS0 root=/dev/vda" },
+            VmAccel.Tcg, "/q", "/k/disk.qcow2");
+        Assert.Equal("/k/initrd", After(full, "-initrd"));
+        Assert.Equal("console=ttyS0 root=/dev/vda", After(full, "-append"));
+        Assert.Contains("driver=file,filename=/k/disk.qcow2,node-name=file0", full);
+    }
+
+    [Fact]
+    public void A_machine_with_no_kernel_has_no_direct_boot_options_and_waits_for_no_guest_line()
+    {
+        var options = new VmOptions { DiskTemplatePath = "/img/vm.raw" };
+        var args = VmLauncher.BuildArguments(options, VmAccel.Tcg, "/q", "/d");
+
+        Assert.DoesNotContain("-kernel", args);
+        Assert.DoesNotContain("-initrd", args);
+        Assert.DoesNotContain("-append", args);
+        Assert.Contains("virtio-blk-pci,drive=disk0,id=vd0", args);
+        Assert.Equal("/img/vm.raw", options.DiskTemplate);
+        // Only the test guest prints the init line the launcher waits for.
+        Assert.False(options.WaitsForBoot);
+        Assert.True(new VmOptions { Guest = Guest }.WaitsForBoot);
+        Assert.False(new VmOptions { Guest = Guest, IncomingDefer = true }.WaitsForBoot);
+    }
+
+    [Fact]
     public void Auto_must_be_resolved_before_building_a_command_line() =>
         Assert.Throws<ArgumentException>(() => VmLauncher.BuildArguments(new VmOptions { Guest = Guest }, VmAccel.Auto, "/q", "/d"));
 

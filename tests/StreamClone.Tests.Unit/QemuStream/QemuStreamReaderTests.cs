@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using System.Text;
 using StreamClone.Qemu.Migration;
+using StreamClone.Shared;
 using static StreamClone.Tests.Unit.QemuStream.QemuStreamVectors;
 
 namespace StreamClone.Tests.Unit.QemuStream;
@@ -171,15 +172,79 @@ public class QemuStreamReaderTests
         Assert.True(sink.DeviceState!.VmDescription.IsEmpty);
     }
 
-    [Fact]
-    public async Task Device_region_larger_than_the_cap_is_refused()
+    /// <summary>
+    /// A stream whose device region is <paramref name="regionBytes"/> long: a FULL section of filler, EOF and a vmdesc.
+    /// </summary>
+    private static byte[] StreamWithDeviceRegion(long regionBytes)
     {
-        var data = new QemuStreamBuilder().Bytes(Preamble()).RamStart(2, ("pc.ram", 4096))
-            .Full(0, "big", new byte[10_000]).Eof().VmDescription("{}").ToArray();
+        // FULL header (1 + 4 + counted "big" + 4 + 4) + body + footer (5), EOF (1), vmdesc (1 + 4 + "{}").
+        const int overhead = 1 + 4 + 1 + 3 + 4 + 4 + 5 + 1 + 1 + 4 + 2;
+        var builder = new QemuStreamBuilder().Bytes(Preamble()).RamStart(2, ("pc.ram", 4096))
+            .ShortHeader(0x02, 2).Zero("pc.ram", 0).Eos().Footer(2);
+        var start = builder.Length;
+        builder.Full(0, "big", new byte[regionBytes - overhead]).Eof().VmDescription("{}");
+        Assert.Equal(regionBytes, builder.Length - start);
+        return builder.ToArray();
+    }
 
-        var ex = await Assert.ThrowsAsync<QemuStreamException>(
-            () => ReadWholeAsync(data, new QemuStreamReaderOptions { MaxDeviceRegionBytes = 4096 }));
-        Assert.Contains("MaxDeviceRegionBytes", ex.Message, StringComparison.Ordinal);
+    /// <summary>The cap the reader applies for this test's preamble and block list: what still fits the device-state object.</summary>
+    private static long RegionCap() =>
+        DeviceStateObject.MaxDeviceRegionBytes(DeviceStateBlob.HeaderLength(Preamble().Length, "ram", [new RamBlockInfo("pc.ram", 4096)]));
+
+    [Fact]
+    public async Task The_reader_takes_a_device_region_up_to_exactly_what_the_device_state_object_holds()
+    {
+        var cap = RegionCap();
+        Assert.True(cap > WireLimits.MaxDeviceStateBytes - 200, $"cap {cap}: the header costs only bytes");
+
+        foreach (var regionBytes in new[] { cap - 1, cap })
+        {
+            var sink = await ReadWholeAsync(StreamWithDeviceRegion(regionBytes));
+            var blob = sink.DeviceState!;
+            Assert.Equal(regionBytes, blob.DeviceRegion.Length);
+            // What the reader took, Pack takes, and the object it fills is at most the capacity (at the cap: exactly).
+            Assert.True(DeviceStateObject.Fits(blob));
+            var packed = DeviceStateObject.Pack(blob);
+            Assert.Equal(regionBytes == cap ? DeviceStateObject.Capacity : DeviceStateObject.Capacity - 1, packed.Length);
+            Assert.Equal(regionBytes, DeviceStateObject.Unpack(packed).DeviceRegion.Length);
+        }
+    }
+
+    [Fact]
+    public async Task The_reader_refuses_a_device_region_one_byte_over_and_Pack_refuses_the_same_state()
+    {
+        var cap = RegionCap();
+        var ex = await Assert.ThrowsAsync<QemuStreamException>(() => ReadWholeAsync(StreamWithDeviceRegion(cap + 1)));
+        Assert.Contains($"device region larger than {cap} bytes", ex.Message, StringComparison.Ordinal);
+
+        // The same preamble, block list and a region one byte longer: Pack and the restore side's reader refuse it too.
+        var over = new DeviceStateBlob(Preamble(), 2, "ram", 0, 4, 4096, [new RamBlockInfo("pc.ram", 4096)], new byte[cap + 1]);
+        Assert.Equal(DeviceStateObject.MaxBlobBytes + 1, over.SerializedLength);
+        Assert.False(DeviceStateObject.Fits(over));
+        Assert.Throws<InvalidDataException>(() => DeviceStateObject.Pack(over));
+        var serialized = over.Serialize();
+        Assert.Contains("exceeds", Assert.Throws<InvalidDataException>(() => DeviceStateBlob.Deserialize(serialized)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_configuration_section_is_taken_up_to_the_preamble_the_device_state_blob_holds()
+    {
+        // Capabilities of 255-byte names: each subsection adds 256 bytes. The preamble (file header + configuration)
+        // is stored verbatim in the device-state blob, whose reader refuses more than MaxPreambleBytes.
+        static byte[] WithCapabilities(int count) => new QemuStreamBuilder().FileHeader()
+            .Configuration(capabilities: [.. Enumerable.Range(0, count).Select(i => $"{i:D5}".PadRight(255, 'c'))])
+            .RamStart(2, ("pc.ram", 4096)).ToArray();
+        var fits = (DeviceStateBlob.MaxPreambleBytes - (WithCapabilities(0).Length - new QemuStreamBuilder().RamStart(2, ("pc.ram", 4096)).Length)) / 256;
+
+        var reader = new DripPipeReader(WithCapabilities(fits), step: 4096, oneByteSegments: false);
+        var taken = await Assert.ThrowsAsync<QemuStreamException>(() => ReadAsync(reader));
+        // Past the configuration and the RAM block list: the stream ends where the next section would start.
+        Assert.Contains("cut short", taken.Message, StringComparison.Ordinal);
+        Assert.Contains("a section header", taken.Message, StringComparison.Ordinal);
+
+        var over = new DripPipeReader(WithCapabilities(fits + 1), step: 4096, oneByteSegments: false);
+        var refused = await Assert.ThrowsAsync<QemuStreamException>(() => ReadAsync(over));
+        Assert.Contains("configuration section longer than", refused.Message, StringComparison.Ordinal);
     }
 
     [Fact]

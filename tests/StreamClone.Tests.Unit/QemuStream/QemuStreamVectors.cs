@@ -66,7 +66,8 @@ internal static class QemuStreamVectors
 
     public static async Task<RecordingSink> ReadWholeAsync(byte[] data, QemuStreamReaderOptions? options = null)
     {
-        var pipe = new Pipe();
+        // Unbounded: the whole stream is written before the reader starts (a 16 MiB device region among them).
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
         await pipe.Writer.WriteAsync(data, TestContext.Current.CancellationToken);
         await pipe.Writer.CompleteAsync();
         return await ReadAsync(pipe.Reader, options);
