@@ -1,3 +1,5 @@
+using StreamClone.Shared.Transport;
+
 namespace StreamClone.Sink;
 
 public sealed record SinkOptions
@@ -12,6 +14,9 @@ public sealed record SinkOptions
     /// </summary>
     public int StageCapacity { get; init; } = 4;
 
-    /// <summary>Peer name sent in Hello (logs on the source).</summary>
+    /// <summary>Peer name sent in Hello (logs on the source; a label only, marked unverified, when the source runs without TLS).</summary>
     public string PeerName { get; init; } = Environment.MachineName;
+
+    /// <summary>Mutual TLS for both lanes (this node's certificate and its rule for the source's); null = plain TCP, logged as insecure.</summary>
+    public TlsSettings? Tls { get; init; }
 }
