@@ -36,7 +36,7 @@ catch (Exception caught)
 {
     var ex = StreamClone.Shared.FailureReport.FirstCause(caught);
     var expected = ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
-        or System.Net.Sockets.SocketException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
+        or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
         or StreamClone.Shared.Qemu.QmpException or StreamClone.Shared.Qemu.QmpProtocolException or StreamClone.Shared.Qemu.VmStartException;
     if (!(expected && StreamClone.Shared.FailureReport.WasLogged(ex)))
     {

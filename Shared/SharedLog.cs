@@ -11,7 +11,7 @@ internal static partial class SharedLog
     [LoggerMessage(4002, LogLevel.Warning, "Refused {Peer}: {Reason}")]
     public static partial void Refused(ILogger logger, string peer, string reason);
 
-    [LoggerMessage(4003, LogLevel.Warning, "Insecure: {Where} runs plain TCP without TLS; peers are not authenticated and traffic is not encrypted")]
+    [LoggerMessage(4003, LogLevel.Information, "Insecure: {Where} runs plain TCP without TLS; peers are not authenticated and traffic is not encrypted")]
     public static partial void Insecure(ILogger logger, string where);
 
     [LoggerMessage(4004, LogLevel.Debug, "TLS from {Peer}: {PeerName} ({Protocol}, {CipherSuite})")]

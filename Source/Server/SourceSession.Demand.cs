@@ -57,11 +57,12 @@ public sealed partial class SourceSession
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            var reason = await SessionFailure.CloseAsync(demand, ex, stopped: Volatile.Read(ref _stopReason));
+            var reason = await SessionFailure.CloseAsync(demand, ex, CannotDeliver, Volatile.Read(ref _stopReason));
             switch (reason.Kind)
             {
-                case CloseKind.Protocol:
-                    // The sink broke the protocol on this lane: told (Error frame) and logged here; the bulk lane runs on.
+                case CloseKind.Protocol or CloseKind.Fault:
+                    // The sink broke the protocol on this lane, or we could not read what it asked for: told (Error
+                    // frame) and logged here; the bulk lane runs on and reports its own outcome.
                     SourceLog.SessionFailed(_logger, SessionId, $"demand lane: {reason}");
                     break;
                 case CloseKind.Timeout:
