@@ -58,12 +58,22 @@ public sealed partial class SinkSession : IAsyncDisposable
     /// Connects both lanes and takes the offer. The snapshot is readable (through
     /// <see cref="ReadAsync"/>) as soon as this returns; call <see cref="RunAsync"/> for the bulk stream.
     /// </summary>
-    public static async Task<SinkSession> ConnectAsync(EndPoint source, ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
+    public static Task<SinkSession> ConnectAsync(EndPoint source, ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
+    {
+        Connector.WarnIfInsecure(options.Tls, logger, $"sink of {source}");
+        return ConnectAsync((lane, token) => Connector.ConnectAsync(source, lane, transport, options.Tls, logger, token),
+            ChunkStore.UpstreamName(source), store, options, transport, logger, ct);
+    }
+
+    /// <summary>
+    /// The same over any transport: <paramref name="connect"/> opens one lane (a socket, TLS, or an in-memory
+    /// pipe pair in session tests); <paramref name="upstream"/> names the source in the store.
+    /// </summary>
+    public static async Task<SinkSession> ConnectAsync(Func<Lane, CancellationToken, Task<FrameConnection>> connect, string upstream,
+        ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
     {
         var sessionId = Guid.NewGuid().ToString("N");
-        var upstream = ChunkStore.UpstreamName(source);
-        Connector.WarnIfInsecure(options.Tls, logger, $"sink session {sessionId}");
-        var bulk = await Connector.ConnectAsync(source, Lane.Bulk, transport, options.Tls, logger, ct);
+        var bulk = await connect(Lane.Bulk, ct);
         var sessionOwnsBulk = false;
         try
         {
@@ -86,7 +96,7 @@ public sealed partial class SinkSession : IAsyncDisposable
             var session = new SinkSession(store, options, logger, bulk, snapshot, sessionId, hello.Peer, ct);
             try
             {
-                var demand = await Connector.ConnectAsync(source, Lane.Demand, transport, options.Tls, logger, ct);
+                var demand = await connect(Lane.Demand, ct);
                 try
                 {
                     await SessionHandshake.ClientAsync(demand, NodeRoles.Sink, Lane.Demand, sessionId, options.PeerName, options.Tls, ct);

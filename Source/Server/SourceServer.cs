@@ -64,6 +64,12 @@ public sealed class SourceServer : IAsyncDisposable
         await _listener.RunAsync(ServeAsync, linked.Token);
     }
 
+    /// <summary>
+    /// Serves one connection that did not come through the listener (an in-memory pipe in session tests):
+    /// the same handshake, pairing and sessions. The caller owns (disposes) it.
+    /// </summary>
+    public Task ServeAsync(FrameConnection connection, CancellationToken ct) => ServeAsync(new AcceptedConnection(connection, () => { }), ct);
+
     private async Task ServeAsync(AcceptedConnection accepted, CancellationToken ct)
     {
         var connection = accepted.Connection;

@@ -1,7 +1,15 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
+using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
+using StreamClone.Sink;
+using StreamClone.Sink.Session;
+using StreamClone.Sink.Store;
+using StreamClone.Source;
+using StreamClone.Source.Inputs;
+using StreamClone.Source.Server;
+using StreamClone.Tests.Unit.Perf;
 
 namespace StreamClone.Tests.Unit.Transport;
 
@@ -212,5 +220,55 @@ public class InMemorySessionTests
         Assert.Contains("the peer stopped reading", stalled.Message, StringComparison.Ordinal);
         Assert.Equal(CloseKind.Timeout, server.CloseReason!.Kind);
         Assert.True(server.BytesSent > 0);
+    }
+
+    [Fact]
+    public async Task A_snapshot_streams_source_to_sink_in_memory_with_a_demand_read_on_the_paired_lane()
+    {
+        using var dir = new TempDirectory();
+        var image = dir.File("mem.img");
+        var bytes = new byte[4 << 20];
+        new Random(11).NextBytes(bytes.AsSpan(1 << 20, 2 << 20));
+        await File.WriteAllBytesAsync(image, bytes, Ct);
+        await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "memory-session");
+        await using var server = new SourceServer(input, new SourceOptions(), TransportOptions.Default, NullLogger.Instance);
+        var ended = new TaskCompletionSource<SourceSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.SessionEnded += stats => ended.TrySetResult(stats);
+        var serving = new List<Task>();
+
+        // Each lane the sink opens is a fresh pipe pair whose server end the source serves, as its listener would.
+        Task<FrameConnection> ConnectAsync(Lane lane, CancellationToken ct)
+        {
+            var (client, accepted) = FrameConnection.CreateInMemoryPair(lane, TransportOptions.Default, NullLogger.Instance);
+            serving.Add(Task.Run(async () =>
+            {
+                await using (accepted)
+                {
+                    await server.ServeAsync(accepted, Ct);
+                }
+            }, Ct));
+            return Task.FromResult(client);
+        }
+
+        using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
+        await using (var session = await SinkSession.ConnectAsync(ConnectAsync, "memory", store, new SinkOptions { PeerName = "sink-a" }, TransportOptions.Default, NullLogger.Instance, Ct))
+        {
+            Assert.False(session.Source.Verified);
+            Assert.Equal("memory:server", session.Source.Address);
+            // Read before the bulk stream is received: only the demand lane, paired with this session, can answer.
+            var page = new byte[4096];
+            Assert.Equal(page.Length, await session.ReadAsync(0, (2 << 20) + 8192, page, Ct));
+            Assert.Equal(bytes.AsSpan((2 << 20) + 8192, 4096).ToArray(), page);
+
+            await session.RunAsync();
+            Assert.Equal(CloseKind.Completed, session.CloseReason!.Kind);
+            Assert.Equal(bytes, await File.ReadAllBytesAsync(session.Snapshot.GetObjectPath(0), Ct));
+        }
+        var stats = await ended.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        Assert.True(stats.Completed, stats.Error);
+        Assert.Equal("\"sink-a\" (unverified, memory:client)", stats.Peer);
+        Assert.True(stats.DemandRequests >= 1);
+        Assert.Equal(CloseKind.Completed, stats.CloseReason!.Kind);
+        await Task.WhenAll(serving);
     }
 }
