@@ -1,4 +1,5 @@
 using System.Net.Security;
+using System.Runtime.CompilerServices;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -13,6 +14,8 @@ namespace StreamClone.Shared.Transport;
 /// </summary>
 internal sealed class TlsAuthentication
 {
+    // Building the chain context walks the certificates once; every connection of a node reuses it.
+    private static readonly ConditionalWeakTable<TlsSettings, SslStreamCertificateContext> Contexts = new();
     private readonly TlsSettings _settings;
 
     public TlsAuthentication(TlsSettings settings) => _settings = settings;
@@ -22,7 +25,7 @@ internal sealed class TlsAuthentication
 
     public SslServerAuthenticationOptions ServerOptions() => new()
     {
-        ServerCertificateContext = SslStreamCertificateContext.Create(_settings.Certificate, _settings.Chain, offline: true),
+        ServerCertificateContext = Context(),
         ClientCertificateRequired = true,
         // Revocation is the PKI's business (short-lived node certificates); a network fetch here would stall every accept.
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
@@ -33,10 +36,13 @@ internal sealed class TlsAuthentication
     {
         TargetHost = targetHost,
         // A context is sent whatever issuers the server lists (a bare ClientCertificates collection is filtered by them).
-        ClientCertificateContext = SslStreamCertificateContext.Create(_settings.Certificate, _settings.Chain, offline: true),
+        ClientCertificateContext = Context(),
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
         RemoteCertificateValidationCallback = Validate,
     };
+
+    private SslStreamCertificateContext Context() =>
+        Contexts.GetValue(_settings, settings => SslStreamCertificateContext.Create(settings.Certificate, settings.Chain, offline: true));
 
     private bool Validate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
