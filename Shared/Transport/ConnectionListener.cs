@@ -102,11 +102,7 @@ public sealed class ConnectionListener : IAsyncDisposable
                 return;
             }
             await using var connection = new FrameConnection(transport, Lane.Bulk, _options, _logger);
-            pending.Connection = connection;
-            if (pending.Evicted is { } evicted)
-            {
-                connection.Abort(evicted);
-            }
+            pending.Attach(connection);
             await handler(new AcceptedConnection(connection, () => _pending.TryRemove(ticket, out _)), ct);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -173,31 +169,46 @@ public sealed class ConnectionListener : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>One accepted peer until it is established; eviction and the TLS handshake's end may race, hence the lock.</summary>
     private sealed class Pending(string peer, Socket socket)
     {
+        private readonly Lock _lock = new();
+        private CloseReason? _evicted;
+
         public string Peer { get; } = peer;
 
-        public FrameConnection? Connection { get; set; }
+        public FrameConnection? Connection { get; private set; }
 
-        public CloseReason? Evicted { get; private set; }
+        public void Attach(FrameConnection connection)
+        {
+            lock (_lock)
+            {
+                Connection = connection;
+                if (_evicted is { } evicted)
+                {
+                    connection.Abort(evicted);
+                }
+            }
+        }
 
         public void Evict(CloseReason reason)
         {
-            Evicted = reason;
-            if (Connection is { } connection)
+            lock (_lock)
             {
-                connection.Abort(reason);
+                _evicted = reason;
+                if (Connection is { } connection)
+                {
+                    connection.Abort(reason);
+                    return;
+                }
             }
-            else
+            // Still in its TLS handshake: shutting the socket ends it (and Attach aborts the connection, should it win the race).
+            try
             {
-                // Still in its TLS handshake: closing the socket ends it.
-                try
-                {
-                    socket.Shutdown(SocketShutdown.Both);
-                }
-                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-                {
-                }
+                socket.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
             }
         }
     }
