@@ -10,6 +10,7 @@ internal static class SummaryView
     public static void SinkTable(SinkSummary s)
     {
         var table = new Table().Title($"snapshot {s.SnapshotId}").AddColumns("", "value");
+        table.AddRow("from", Markup.Escape(s.Source));
         table.AddRow("bytes", $"{s.Bytes:N0}");
         table.AddRow("on the wire", $"{s.WireBytes:N0} ({100.0 * s.WireBytes / Math.Max(1, s.Bytes):F1}%)");
         table.AddRow("time", $"{s.Seconds:F2} s ({s.Mbps:F0} MB/s)");
@@ -28,10 +29,10 @@ internal static class SummaryView
 
     public static void SourceTable(IReadOnlyList<SourceSessionStats> sessions)
     {
-        var table = new Table().AddColumns("session", "result", "bytes", "wire", "seconds", "MB/s", "demand");
+        var table = new Table().AddColumns("session", "peer", "result", "bytes", "wire", "seconds", "MB/s", "demand");
         foreach (var s in sessions)
         {
-            table.AddRow(s.SessionId[..8], s.Completed ? "stored" : $"failed: {Markup.Escape(s.Error ?? "?")}", $"{s.InputBytes:N0}",
+            table.AddRow(s.SessionId[..8], Markup.Escape(s.Peer), s.Completed ? "stored" : $"failed: {Markup.Escape(s.Error ?? "?")}", $"{s.InputBytes:N0}",
                 $"{s.WireBytes:N0}", $"{s.Seconds:F2}", $"{s.InputBytes / 1e6 / Math.Max(s.Seconds, 1e-9):F0}", $"{s.DemandRequests}");
         }
         AnsiConsole.Write(table);

@@ -1,4 +1,5 @@
 using StreamClone.Shared.Buffers;
+using StreamClone.Shared.Transport;
 
 namespace StreamClone.Sink;
 
@@ -20,6 +21,9 @@ public sealed record SinkOptions
     /// </summary>
     public BatchBufferPool Buffers { get; init; } = BatchBufferPool.Shared;
 
-    /// <summary>Peer name sent in Hello (logs on the source).</summary>
+    /// <summary>Peer name sent in Hello (logs on the source; a label only, marked unverified, when the source runs without TLS).</summary>
     public string PeerName { get; init; } = Environment.MachineName;
+
+    /// <summary>Mutual TLS for both lanes (this node's certificate and its rule for the source's); null = plain TCP, logged as insecure.</summary>
+    public TlsSettings? Tls { get; init; }
 }

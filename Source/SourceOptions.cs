@@ -1,6 +1,7 @@
 using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
+using StreamClone.Shared.Transport;
 
 namespace StreamClone.Source;
 
@@ -68,6 +69,12 @@ public sealed record SourceOptions
     /// chunks and cost at most ~180 MiB per session (44 bytes per entry in a set grown with use).
     /// </summary>
     public int MaxInventoryHashes { get; init; } = 4 << 20;
+
+    /// <summary>
+    /// Mutual TLS on every connection (this node's certificate and its rule for its peers'): a peer without
+    /// a certificate of ours gets no frame. Null = plain TCP, logged once as insecure.
+    /// </summary>
+    public TlsSettings? Tls { get; init; }
 
     public int BatchBytes => ChunkSize * BatchChunks;
 

@@ -63,6 +63,7 @@ internal static class SinkCommand
             var total = manifest.Objects.Sum(o => o.Size);
             var summary = new SinkSummary(
                 SnapshotId: manifest.SnapshotId,
+                Source: session.Source.ToString(),
                 Objects: [.. manifest.Objects.Select(o => new SinkObjectSummary(o.Name, o.Kind.ToString(), o.Size, session.Snapshot.GetObjectPath(o.Id)))],
                 Bytes: total,
                 WireBytes: session.WireBytes,
@@ -100,6 +101,7 @@ internal sealed record SinkObjectSummary(string Name, string Kind, long Size, st
 
 internal sealed record SinkSummary(
     string SnapshotId,
+    string Source,
     IReadOnlyList<SinkObjectSummary> Objects,
     long Bytes,
     long WireBytes,

@@ -116,6 +116,7 @@ internal static class SourceCommand
             var summaries = ended.Select(s => new
             {
                 session = s.SessionId,
+                peer = s.Peer,
                 completed = s.Completed,
                 error = s.Error,
                 bytes = s.InputBytes,

@@ -22,7 +22,16 @@ public sealed partial class FrameConnection
         using var idle = ReceiveIdleTimeout == Timeout.InfiniteTimeSpan ? null : CancellationTokenSource.CreateLinkedTokenSource(ct);
         while (true)
         {
-            var result = idle is null ? await input.ReadAsync(ct) : await ReadWithinAsync(idle, ct);
+            ReadResult result;
+            try
+            {
+                result = idle is null ? await input.ReadAsync(ct) : await ReadWithinAsync(idle, ct);
+            }
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+            {
+                // The transport loop failed (a reset, a broken TLS record): the wire is gone, whatever the exception's type.
+                throw PeerGone($"{Name}: connection lost after frame #{_frameReader.FramesRead}: {ex.Message}", ex);
+            }
             var buffer = result.Buffer;
             var keepGoing = true;
             try
@@ -32,8 +41,9 @@ public sealed partial class FrameConnection
                     if (frame.Type == FrameType.Error)
                     {
                         var error = frame.DecodeHeader<ErrorMessage>();
-                        throw new ProtocolViolationException(ProtocolError.PeerError,
-                            $"{Name}: peer reported {error.Code}: {error.Message}");
+                        var said = $"{Name}: peer reported {error.Code}: {error.Message}";
+                        Abort(CloseReason.PeerError(error.Code, said));
+                        throw new ProtocolViolationException(ProtocolError.PeerError, said);
                     }
                     keepGoing = await onFrame(frame);
                 }
@@ -58,16 +68,16 @@ public sealed partial class FrameConnection
             }
             if (result.IsCanceled)
             {
-                throw new OperationCanceledException($"{Name}: receive cancelled ({CloseReason ?? "aborted"})");
+                throw new OperationCanceledException($"{Name}: receive cancelled ({CloseReason?.ToString() ?? "aborted"})");
             }
             if (result.IsCompleted)
             {
                 if (!buffer.IsEmpty)
                 {
-                    throw new EndOfStreamException(
-                        $"{Name}: peer closed the connection mid-frame ({buffer.Length} bytes of an incomplete frame after frame #{_frameReader.FramesRead})");
+                    throw PeerGone(
+                        $"{Name}: peer closed the connection mid-frame ({buffer.Length} bytes of an incomplete frame after frame #{_frameReader.FramesRead})", null);
                 }
-                throw new EndOfStreamException($"{Name}: peer closed the connection after frame #{_frameReader.FramesRead}");
+                throw PeerGone($"{Name}: peer closed the connection after frame #{_frameReader.FramesRead}", null);
             }
         }
     }
@@ -83,13 +93,25 @@ public sealed partial class FrameConnection
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             var message = $"{Name}: no bytes from the peer for {timeout.TotalSeconds:0.#} s (after frame #{_frameReader.FramesRead})";
-            Abort(message);
+            Abort(CloseReason.Timeout(message));
             throw new TimeoutException(message);
         }
         finally
         {
             idle.CancelAfter(Timeout.InfiniteTimeSpan);
         }
+    }
+
+    /// <summary>
+    /// The peer is gone: recorded (first cause wins: our own abort, which completes the pipe too, keeps its
+    /// reason) and thrown as <see cref="EndOfStreamException"/>.
+    /// </summary>
+    private EndOfStreamException PeerGone(string detail, Exception? inner)
+    {
+        Abort(CloseReason.PeerClosed(detail));
+        var recorded = CloseReason!;
+        return recorded.Kind == CloseKind.PeerClosed ? new EndOfStreamException(recorded.Detail, inner)
+            : new EndOfStreamException($"{detail} ({recorded})", inner);
     }
 
     /// <summary>Reads exactly one frame of the expected type and decodes its header (handshake steps).</summary>

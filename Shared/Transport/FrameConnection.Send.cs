@@ -36,18 +36,26 @@ public sealed partial class FrameConnection
         }
         catch (InvalidOperationException ex)
         {
-            // The socket loop completed the pipe (the peer reset or we aborted): say so, not "writing is not allowed".
-            throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "the peer went away"})", ex);
+            // The transport loop completed the pipe (the peer reset or we aborted): say so, not "writing is not allowed".
+            throw Lost($"connection closed while sending {type}", "the peer went away", ex);
         }
     }
 
     private async ValueTask FlushAsync(FrameType type, CancellationToken ct)
     {
-        var pending = _connection.Output.FlushAsync(ct);
-        var flush = pending.IsCompleted ? pending.Result : await WaitForProgressAsync(pending.AsTask(), type);
+        FlushResult flush;
+        try
+        {
+            var pending = _connection.Output.FlushAsync(ct);
+            flush = pending.IsCompleted ? pending.Result : await WaitForProgressAsync(pending.AsTask(), type);
+        }
+        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            throw Lost($"connection failed while sending {type}", ex.Message, ex);
+        }
         if (flush.IsCanceled || flush.IsCompleted)
         {
-            throw new IOException($"{Name}: connection closed while sending {type} ({CloseReason ?? "peer stopped reading"})");
+            throw Lost($"connection closed while sending {type}", "peer stopped reading", null);
         }
     }
 
@@ -72,7 +80,7 @@ public sealed partial class FrameConnection
                 {
                     var message = $"{Name}: the peer stopped reading: nothing sent for {timeout.TotalSeconds:0.#} s while sending {type}";
                     // Wakes the flush (CancelPendingFlush) so no task is left waiting on a dead socket.
-                    Abort(message);
+                    Abort(CloseReason.Timeout(message));
                     throw new TimeoutException(message);
                 }
                 sent = now;
@@ -87,10 +95,21 @@ public sealed partial class FrameConnection
     private async Task DrainAsync(TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
-        while (_connection.BytesSent < Interlocked.Read(ref _bytesWritten) && DateTime.UtcNow < deadline)
+        while (_connection.BytesDelivered < Interlocked.Read(ref _bytesWritten) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(5);
         }
+    }
+
+    /// <summary>
+    /// The connection broke under a send: recorded as the close reason (first cause wins) and thrown as an
+    /// <see cref="IOException"/> naming the lane, so a session's failure policy sees it was the wire.
+    /// </summary>
+    private IOException Lost(string what, string fallback, Exception? inner)
+    {
+        var detail = $"{Name}: {what} ({CloseReason?.Detail ?? fallback})";
+        Abort(CloseReason.PeerClosed(detail));
+        return new IOException(detail, inner);
     }
 
     /// <summary>

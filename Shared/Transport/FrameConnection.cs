@@ -1,31 +1,39 @@
-using System.IO.Pipelines;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using Pipelines.Sockets.Unofficial;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Shared.Transport;
 
 /// <summary>
-/// One TCP connection speaking StreamClone frames. P.S.U. runs the two socket ↔ pipe loops
-/// (Kestrel's shape); this type owns the frame reader/writer on top of the pipes, the single
+/// One connection speaking StreamClone frames over a <see cref="DuplexTransport"/> (TCP, TLS, or memory).
+/// The transport moves bytes; this type owns the frame reader/writer on top of its pipes, the single
 /// close reason, and nothing else. The receive side is <see cref="ReceiveAsync"/> (one consumer),
 /// the send side <see cref="SendAsync{T}"/> (any number of producers, serialised by a lock).
+/// Connections come from <see cref="Connector"/> (client), <see cref="ConnectionListener"/> (server)
+/// or <see cref="CreateInMemoryPair"/> (tests).
 /// </summary>
 public sealed partial class FrameConnection : IAsyncDisposable
 {
-    private readonly SocketConnection _connection;
+    private readonly DuplexTransport _connection;
     private readonly ILogger _logger;
-    private int _closed;
+    private CloseReason? _closeReason;
 
-    private FrameConnection(SocketConnection connection, TransportOptions options, string name, ILogger logger)
+    public FrameConnection(DuplexTransport transport, Lane lane, TransportOptions options, ILogger logger)
     {
-        _connection = connection;
+        _connection = transport;
         Options = options;
-        Name = name;
         _logger = logger;
         _frameReader = new FrameReader(options);
+        Lane = lane;
+        Name = NameOf(lane, transport);
+        ReceiveIdleTimeout = IdleTimeoutOf(lane, options);
+    }
+
+    /// <summary>Two connected ends in memory (session tests): the client's lane is known, the server learns it from the Hello.</summary>
+    public static (FrameConnection Client, FrameConnection Server) CreateInMemoryPair(Lane lane, TransportOptions options, ILogger logger)
+    {
+        var (client, server) = InMemoryTransport.CreatePair(options);
+        return (new FrameConnection(client, lane, options, logger), new FrameConnection(server, Lane.Bulk, options, logger));
     }
 
     /// <summary>
@@ -37,150 +45,88 @@ public sealed partial class FrameConnection : IAsyncDisposable
 
     public TransportOptions Options { get; }
 
+    public Lane Lane { get; private set; }
+
     /// <summary>For logs: lane and peer, e.g. "bulk 127.0.0.1:40312".</summary>
     public string Name { get; private set; }
 
-    public EndPoint? RemoteEndPoint => _connection.Socket.RemoteEndPoint;
+    /// <summary>Who the peer is, once <see cref="SessionHandshake"/> ran (from its certificate under TLS).</summary>
+    public PeerIdentity? Peer { get; internal set; }
+
+    public EndPoint? RemoteEndPoint => _connection.RemoteEndPoint;
+
+    /// <summary>The peer's address for logs ("127.0.0.1:40312", or "memory:…").</summary>
+    public string RemoteAddress => _connection.RemoteAddress;
+
+    /// <summary>The transport underneath (its certificate, its counters).</summary>
+    public DuplexTransport Transport => _connection;
 
     public long BytesSent => _connection.BytesSent;
 
-    public long BytesReceived => _connection.BytesRead;
+    public long BytesReceived => _connection.BytesReceived;
 
     /// <summary>Why the connection closed, first cause wins (set once).</summary>
-    public string? CloseReason { get; private set; }
+    public CloseReason? CloseReason => Volatile.Read(ref _closeReason);
 
-    public static async Task<FrameConnection> ConnectAsync(EndPoint endPoint, Lane lane, TransportOptions options, ILogger logger, CancellationToken ct)
-    {
-        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            SocketConnection.SetRecommendedClientOptions(socket);
-            Tune(socket, lane, options);
-            await socket.ConnectAsync(endPoint, ct);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-        return Wrap(socket, lane, options, logger);
-    }
-
-    /// <summary>Wraps an accepted socket (server side).</summary>
-    public static FrameConnection Accept(Socket socket, TransportOptions options, ILogger logger)
-    {
-        SocketConnection.SetRecommendedServerOptions(socket);
-        // Keepalive from the first byte: a peer that vanishes before its Hello is found too.
-        Tune(socket, Lane.Demand, options);
-        return Wrap(socket, Lane.Bulk, options, logger);
-    }
-
-    private static FrameConnection Wrap(Socket socket, Lane lane, TransportOptions options, ILogger logger)
-    {
-        // Send pipe: the writer pauses at BulkPauseWriterThreshold unflushed bytes and resumes at
-        // half, so a producer never races megabytes ahead of the socket. Receive pipe: the socket
-        // loop stops reading at ReceivePauseThreshold, which is TCP backpressure to the sender.
-        var sendOptions = new PipeOptions(
-            pauseWriterThreshold: options.BulkPauseWriterThreshold,
-            resumeWriterThreshold: options.BulkPauseWriterThreshold / 2,
-            minimumSegmentSize: 64 << 10,
-            useSynchronizationContext: false);
-        var receiveOptions = new PipeOptions(
-            pauseWriterThreshold: options.ReceivePauseThreshold,
-            resumeWriterThreshold: options.ReceivePauseThreshold / 2,
-            minimumSegmentSize: 64 << 10,
-            useSynchronizationContext: false);
-        var connection = SocketConnection.Create(socket, sendOptions, receiveOptions, SocketConnectionOptions.None);
-        return new FrameConnection(connection, options, $"{lane.ToString().ToLowerInvariant()} {socket.RemoteEndPoint}", logger)
-        {
-            ReceiveIdleTimeout = IdleTimeoutOf(lane, options),
-        };
-    }
+    private static string NameOf(Lane lane, DuplexTransport transport) => $"{lane.ToString().ToLowerInvariant()} {transport.RemoteAddress}";
 
     private static TimeSpan IdleTimeoutOf(Lane lane, TransportOptions options) =>
         lane == Lane.Bulk ? options.IdleTimeout : Timeout.InfiniteTimeSpan;
 
-    /// <summary>
-    /// Socket options per lane. Every socket gets TCP keepalive (<see cref="TransportOptions.KeepAliveIdle"/>).
-    /// The bulk lane limits the kernel's unsent backlog (TCP_NOTSENT_LOWAT)
-    /// so bytes already handed to the kernel do not build a queue that later traffic waits behind.
-    /// </summary>
-    public static void Tune(Socket socket, Lane lane, TransportOptions options)
-    {
-        socket.NoDelay = true;
-        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, Seconds(options.KeepAliveIdle));
-        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, Seconds(options.KeepAliveInterval));
-        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, options.KeepAliveProbes);
-        if (lane == Lane.Bulk && options.BulkNotSentLowWatermark > 0 && OperatingSystem.IsLinux())
-        {
-            // IPPROTO_TCP = 6, TCP_NOTSENT_LOWAT = 25 (linux/tcp.h).
-            socket.SetRawSocketOption(6, 25, BitConverter.GetBytes(options.BulkNotSentLowWatermark));
-        }
-    }
-
-    // The kernel takes whole seconds; at least 1, since 0 is rejected.
-    private static int Seconds(TimeSpan span) => (int)Math.Clamp(Math.Ceiling(span.TotalSeconds), 1, int.MaxValue);
-
-    /// <summary>Called by the server once the peer's Hello says which lane this is.</summary>
+    /// <summary>Called once the peer's Hello says which lane this is (server side): name, idle timeout and socket options follow it.</summary>
     public void SetLane(Lane lane)
     {
-        Name = $"{lane.ToString().ToLowerInvariant()} {RemoteEndPoint}";
+        Lane = lane;
+        Name = NameOf(lane, _connection);
         ReceiveIdleTimeout = IdleTimeoutOf(lane, Options);
-        Tune(_connection.Socket, lane, Options);
+        _connection.Tune(lane, Options);
     }
 
-    /// <summary>Records the first close reason and aborts both pipe loops. Never throws.</summary>
-    public void Abort(string reason)
+    /// <summary>Records the first close reason and stops both transport loops. Never throws.</summary>
+    public void Abort(CloseReason reason)
     {
-        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        if (Interlocked.CompareExchange(ref _closeReason, reason, null) is not null)
         {
             return;
         }
-        CloseReason = reason;
-        SharedLog.ConnectionClosed(_logger, Name, reason);
-        try
-        {
-            _connection.Input.CancelPendingRead();
-            _connection.Output.CancelPendingFlush();
-            _connection.Socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception ex) when (ex is ObjectDisposedException or SocketException or InvalidOperationException)
-        {
-            // Already torn down by the peer or the loops: nothing left to stop.
-        }
+        SharedLog.ConnectionClosed(_logger, Name, reason.ToString());
+        _connection.Shutdown();
     }
 
-    /// <summary>Best effort: tell the peer why before closing (it may be gone already).</summary>
-    public async Task FailAsync(ProtocolError code, string message)
+    /// <summary>
+    /// Best effort: tell the peer why (an Error frame with the reason's code and detail) before closing;
+    /// the peer may be gone already. A reason that <see cref="CloseReason.TellsPeer"/> not just closes.
+    /// </summary>
+    public async Task FailAsync(CloseReason reason)
     {
-        try
+        if (reason.TellsPeer && CloseReason is null)
         {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-            await SendAsync(FrameType.Error, new ErrorMessage { Code = code, Message = message }, ReadOnlyMemory<byte>.Empty, cts.Token);
-            await DrainAsync(TimeSpan.FromSeconds(1));
+            try
+            {
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                await SendAsync(FrameType.Error, new ErrorMessage { Code = reason.Code, Message = reason.Detail }, ReadOnlyMemory<byte>.Empty, cts.Token);
+                await DrainAsync(TimeSpan.FromSeconds(1));
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // The peer may have gone; the close reason below is what matters.
+            }
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // The peer may have gone; the close reason below is what matters.
-        }
-        Abort($"{code}: {message}");
+        Abort(reason);
     }
 
     public async ValueTask DisposeAsync()
     {
-        Abort("closed locally");
+        Abort(CloseReason.LocalShutdown("closed locally"));
         await _sendLock.WaitAsync();
         try
         {
-            await _connection.Output.CompleteAsync();
-            await _connection.Input.CompleteAsync();
+            await _connection.DisposeAsync();
         }
         finally
         {
             _sendLock.Release();
         }
-        _connection.Dispose();
         _sendLock.Dispose();
     }
 }

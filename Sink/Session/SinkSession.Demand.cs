@@ -189,16 +189,13 @@ public sealed partial class SinkSession
         }
         catch (Exception ex)
         {
-            if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
+            var reason = await SessionFailure.CloseAsync(demand, ex, StoreFault);
+            if (reason.Kind == CloseKind.Protocol)
             {
-                SinkLog.SessionFailed(_logger, SessionId, Sentence($"demand lane: {ex.Message}"));
-                await demand.FailAsync(pv.Code, pv.Message);
+                // The source broke the protocol on this lane: told and logged here (the bulk lane may still finish).
+                SinkLog.SessionFailed(_logger, SessionId, Sentence($"demand lane: {reason}"));
             }
-            else
-            {
-                demand.Abort(ex.Message);
-            }
-            var closed = new IOException($"demand lane closed: {ex.Message}", ex);
+            var closed = new IOException($"demand lane closed: {reason}", ex);
             Volatile.Write(ref _demandClosed, closed);
             FailPendingReads(closed);
         }

@@ -6,6 +6,7 @@ using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Threading;
+using StreamClone.Shared.Transport;
 
 namespace StreamClone.Sink.Session;
 
@@ -90,6 +91,7 @@ public sealed partial class SinkSession
                 new SnapshotStoredMessage { SnapshotId = Snapshot.SnapshotId, ChunksReceived = Stats.Chunks },
                 ReadOnlyMemory<byte>.Empty, ct);
             SinkLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
+            CloseReason = Shared.Transport.CloseReason.Completed($"snapshot {Snapshot.SnapshotId} stored from {Source}");
             return manifest;
         }
         catch (Exception caught)
@@ -97,17 +99,10 @@ public sealed partial class SinkSession
             // Several verify workers failing at once fault the block with an AggregateException
             // (nested once more by completion propagation): the first cause is the session's one reason.
             var ex = FailureReport.FirstCause(caught);
-            var reason = ex.Message;
-            SinkLog.SessionFailed(_logger, SessionId, Sentence(reason));
+            var reason = await SessionFailure.CloseAsync(_bulk, ex, StoreFault);
+            CloseReason ??= reason;
+            SinkLog.SessionFailed(_logger, SessionId, Sentence(reason.ToString()));
             FailureReport.MarkLogged(ex);
-            if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
-            {
-                await _bulk.FailAsync(pv.Code, pv.Message);
-            }
-            else
-            {
-                _bulk.Abort(reason);
-            }
             // Nothing unverified was stored. The faulted blocks drop the batches they hold; those
             // buffers go back once the receive loop and both stages have stopped: not awaited here
             // (the store stage may be finishing a batch, and the caller should hear the reason now)

@@ -25,8 +25,9 @@ public sealed partial class SinkSession : IAsyncDisposable
     private readonly CancellationTokenSource _stop;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    private SinkSession(ChunkStore store, SinkOptions options, ILogger logger, FrameConnection bulk, SnapshotAssembly snapshot, string sessionId, CancellationToken ct)
+    private SinkSession(ChunkStore store, SinkOptions options, ILogger logger, FrameConnection bulk, SnapshotAssembly snapshot, string sessionId, PeerIdentity source, CancellationToken ct)
     {
+        Source = source;
         _store = store;
         _options = options;
         _logger = logger;
@@ -38,6 +39,12 @@ public sealed partial class SinkSession : IAsyncDisposable
     }
 
     public string SessionId { get; }
+
+    /// <summary>The source (or relay) this session pulls from: its certificate's name under TLS.</summary>
+    public PeerIdentity Source { get; }
+
+    /// <summary>How the session ended (null while it runs).</summary>
+    public CloseReason? CloseReason { get; private set; }
 
     public SnapshotAssembly Snapshot { get; }
 
@@ -51,44 +58,55 @@ public sealed partial class SinkSession : IAsyncDisposable
     /// Connects both lanes and takes the offer. The snapshot is readable (through
     /// <see cref="ReadAsync"/>) as soon as this returns; call <see cref="RunAsync"/> for the bulk stream.
     /// </summary>
-    public static async Task<SinkSession> ConnectAsync(EndPoint source, ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
+    public static Task<SinkSession> ConnectAsync(EndPoint source, ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
+    {
+        Connector.WarnIfInsecure(options.Tls, logger, $"sink of {source}");
+        return ConnectAsync((lane, token) => Connector.ConnectAsync(source, lane, transport, options.Tls, logger, token),
+            ChunkStore.UpstreamName(source), store, options, transport, logger, ct);
+    }
+
+    /// <summary>
+    /// The same over any transport: <paramref name="connect"/> opens one lane (a socket, TLS, or an in-memory
+    /// pipe pair in session tests); <paramref name="upstream"/> names the source in the store.
+    /// </summary>
+    public static async Task<SinkSession> ConnectAsync(Func<Lane, CancellationToken, Task<FrameConnection>> connect, string upstream,
+        ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
     {
         var sessionId = Guid.NewGuid().ToString("N");
-        var upstream = ChunkStore.UpstreamName(source);
-        var bulk = await FrameConnection.ConnectAsync(source, Lane.Bulk, transport, logger, ct);
+        var bulk = await connect(Lane.Bulk, ct);
         var sessionOwnsBulk = false;
         try
         {
+            var hello = await SessionHandshake.ClientAsync(bulk, NodeRoles.Sink, Lane.Bulk, sessionId, options.PeerName, options.Tls, ct);
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(ct);
             handshake.CancelAfter(transport.HandshakeTimeout);
-            await HelloAsync(bulk, Lane.Bulk, sessionId, options, handshake.Token);
             var offer = await bulk.ReceiveOneAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, handshake.Token);
-            SnapshotAssembly snapshot;
-            try
-            {
-                // The store checks the offer (OfferRules) and the node's limits before it writes anything.
-                snapshot = store.OpenSnapshot(offer, upstream);
-            }
-            catch (StreamClone.Shared.Protocol.ProtocolViolationException ex)
-            {
-                // The source learns why (a malformed offer, or one this store will not take) before the lane closes.
-                await bulk.FailAsync(ex.Code, ex.Message);
-                throw;
-            }
+            // The store checks the offer (OfferRules) and the node's limits before it writes anything; a refusal
+            // goes to the source (OfferRefused, MalformedHeader) through the failure policy below.
+            var snapshot = store.OpenSnapshot(offer, upstream);
             var inventory = store.GetInventory(upstream);
             // A source accepts at most one hash per offered chunk (more could not help); a store holding
             // other snapshots may list more, and the hashes past that only lose some dedup. OfferRules
             // bounded every object's chunk count, so the sum cannot overflow.
             var offered = offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize));
             await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), ct);
-            SinkLog.SessionStarted(logger, sessionId, offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
+            SinkLog.SessionStarted(logger, sessionId, hello.Peer.ToString(), offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
 
-            var session = new SinkSession(store, options, logger, bulk, snapshot, sessionId, ct);
+            var session = new SinkSession(store, options, logger, bulk, snapshot, sessionId, hello.Peer, ct);
             try
             {
-                var demand = await FrameConnection.ConnectAsync(source, Lane.Demand, transport, logger, ct);
-                await HelloAsync(demand, Lane.Demand, sessionId, options, handshake.Token);
+                var demand = await connect(Lane.Demand, ct);
+                try
+                {
+                    await SessionHandshake.ClientAsync(demand, NodeRoles.Sink, Lane.Demand, sessionId, options.PeerName, options.Tls, ct);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    await SessionFailure.CloseAsync(demand, ex);
+                    await demand.DisposeAsync();
+                    throw;
+                }
                 session.AttachDemandLane(demand);
             }
             catch
@@ -100,28 +118,18 @@ public sealed partial class SinkSession : IAsyncDisposable
             }
             return session;
         }
-        catch
+        catch (Exception ex) when (!sessionOwnsBulk)
         {
-            if (!sessionOwnsBulk)
-            {
-                await bulk.DisposeAsync();
-            }
+            // One policy for every failure before the session runs: a refused offer or a broken Hello is told to the source.
+            await SessionFailure.CloseAsync(bulk, ex, StoreFault);
+            await bulk.DisposeAsync();
             throw;
         }
     }
 
-    private static async Task HelloAsync(FrameConnection connection, Lane lane, string sessionId, SinkOptions options, CancellationToken ct)
-    {
-        await connection.SendAsync(FrameType.Hello,
-            new HelloMessage { Role = "sink", Lane = lane, SessionId = sessionId, PeerName = options.PeerName },
-            ReadOnlyMemory<byte>.Empty, ct);
-        var hello = await connection.ReceiveOneAsync<HelloMessage>(FrameType.Hello, ct);
-        if (hello.ProtocolVersion != ProtocolVersions.Current)
-        {
-            ThrowHelper.ThrowProtocol(ProtocolError.UnsupportedVersion,
-                $"source speaks protocol version {hello.ProtocolVersion}, this sink speaks {ProtocolVersions.Current}");
-        }
-    }
+    /// <summary>The sink's own failure (its store cannot take the snapshot): the source is told instead of seeing a drop.</summary>
+    private static CloseReason StoreFault(Exception ex) =>
+        CloseReason.Fault(ProtocolError.StoreFailure, $"the sink cannot store the snapshot: {ex.Message}");
 
     private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, int total, CancellationToken ct)
     {

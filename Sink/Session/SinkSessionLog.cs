@@ -5,8 +5,8 @@ namespace StreamClone.Sink;
 /// <summary>Session events of the Sink: ids 3100-3199 (3000-3099 belong to the store), never reused.</summary>
 internal static partial class SinkLog
 {
-    [LoggerMessage(3101, LogLevel.Information, "Sink session {SessionId}: snapshot {SnapshotId} offered ({Objects} objects, {Bytes} bytes), {Present}/{Total} chunks already here, inventory of {Inventory} hashes sent")]
-    public static partial void SessionStarted(ILogger logger, string sessionId, string snapshotId, int objects, long bytes, long present, long total, int inventory);
+    [LoggerMessage(3101, LogLevel.Information, "Sink session {SessionId} with {Source}: snapshot {SnapshotId} offered ({Objects} objects, {Bytes} bytes), {Present}/{Total} chunks already here, inventory of {Inventory} hashes sent")]
+    public static partial void SessionStarted(ILogger logger, string sessionId, string source, string snapshotId, int objects, long bytes, long present, long total, int inventory);
 
     [LoggerMessage(3102, LogLevel.Information, "Snapshot {SnapshotId} stored: {Chunks} chunks verified, {WireBytes} bytes received in {Seconds:F2} s")]
     public static partial void SnapshotStored(ILogger logger, string snapshotId, long chunks, long wireBytes, double seconds);

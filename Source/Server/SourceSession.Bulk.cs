@@ -35,7 +35,7 @@ public sealed partial class SourceSession
             ThrowHelper.ThrowProtocol(ProtocolError.LimitExceeded, $"the inventory was not complete within {timeout.TotalSeconds:0.#} s of the offer");
         }
         Stats.InventoryHashes = _sinkInventory.Count;
-        SourceLog.SessionStarted(_logger, SessionId, bulk.RemoteEndPoint?.ToString() ?? "?", _sinkInventory.Count);
+        SourceLog.SessionStarted(_logger, SessionId, Peer.ToString(), _sinkInventory.Count);
     }
 
     /// <summary>Runs the bulk lane to the end (after <see cref="OpenAsync"/>): the graph's batches, completion, the sink's acknowledgement.</summary>
@@ -67,22 +67,14 @@ public sealed partial class SourceSession
                 ThrowHelperSource.StoredMismatch(stored.SnapshotId, _input.Offer.SnapshotId);
             }
             Stats.Completed = true;
+            Stats.CloseReason = CloseReason.Completed($"snapshot {stored.SnapshotId} stored by {Peer}");
+            bulk.Abort(Stats.CloseReason);
         }
         catch (Exception ex)
         {
-            Stats.Error = ex.Message;
-            SourceLog.SessionFailed(_logger, SessionId, ex.Message);
-            if (ex is ProtocolViolationException pv && pv.Code != ProtocolError.PeerError)
-            {
-                await bulk.FailAsync(pv.Code, pv.Message);
-            }
-            else if (ex is not OperationCanceledException and not ProtocolViolationException and not TimeoutException)
-            {
-                // The snapshot could not be read (a live VM's migration stream failed): tell the sink why, not just hang up.
-                // (A timeout has closed the connection already: the peer stopped reading or went silent.)
-                var reason = FailureReport.FirstCause(ex).Message;
-                await bulk.FailAsync(ProtocolError.IncompleteSnapshot, $"the source cannot deliver snapshot {_input.Offer.SnapshotId}: {reason}");
-            }
+            var reason = await SessionFailure.CloseAsync(bulk, ex, CannotDeliver, Volatile.Read(ref _stopReason));
+            Stats.CloseReason = reason;
+            SourceLog.SessionFailed(_logger, SessionId, reason.ToString());
             throw;
         }
         finally
@@ -95,11 +87,18 @@ public sealed partial class SourceSession
             }
             Stats.Seconds = clock.Elapsed.TotalSeconds;
             Stats.WireBytes = bulk.BytesSent + (_demandLane?.BytesSent ?? 0);
-            Stop("session ended");
+            Stop(CloseReason.LocalShutdown("session ended"));
             _sinkInventory = new();
         }
         SourceLog.SessionCompleted(_logger, SessionId, Stats.InputBytes, Stats.Seconds, Stats.WireBytes, Stats.DemandRequests);
     }
+
+    /// <summary>
+    /// The source's own failure (the snapshot could not be read: a live VM's migration stream failed) is
+    /// told to the sink as IncompleteSnapshot, so it does not just see the connection drop.
+    /// </summary>
+    private CloseReason CannotDeliver(Exception ex) =>
+        CloseReason.Fault(ProtocolError.IncompleteSnapshot, $"the source cannot deliver snapshot {_input.Offer.SnapshotId}: {ex.Message}");
 
     /// <summary>
     /// Inventory frames until one says Last. The whole inventory may list at most as many hashes as

@@ -16,39 +16,41 @@ public sealed partial class SourceSession
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop;
     private FrameConnection? _demandLane;
-    private int _demandLaneClaimed;
+    private CloseReason? _stopReason;
 
-    internal SourceSession(string sessionId, ISnapshotInput input, SourceOptions options, ILogger logger, CancellationToken serverToken)
+    internal SourceSession(string sessionId, PeerIdentity peer, ISnapshotInput input, SourceOptions options, ILogger logger, CancellationToken serverToken)
     {
         SessionId = sessionId;
+        Peer = peer;
         _input = input;
         _options = options;
         _logger = logger;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(serverToken);
-        Stats = new SourceSessionStats { SessionId = sessionId, TotalBytes = input.Offer.Objects.Sum(o => o.Size) };
+        Stats = new SourceSessionStats { SessionId = sessionId, Peer = peer.ToString(), TotalBytes = input.Offer.Objects.Sum(o => o.Size) };
     }
 
     public string SessionId { get; }
 
-    public SourceSessionStats Stats { get; }
+    /// <summary>The sink (or relay) this session streams to.</summary>
+    public PeerIdentity Peer { get; }
 
-    /// <summary>True for the first demand lane of this session only: a sink needs one, and each is a socket held open.</summary>
-    internal bool TryClaimDemandLane() => Interlocked.Exchange(ref _demandLaneClaimed, 1) == 0;
+    public SourceSessionStats Stats { get; }
 
     /// <summary>
     /// Stops the session for good and unlinks it from the server's token: a linked token source
     /// stays registered on its parent until disposed, so every connection that ever said Hello
     /// would otherwise leave a registration behind for the server's lifetime.
     /// </summary>
-    internal void Close(string reason)
+    internal void Close(CloseReason reason)
     {
         Stop(reason);
         _stop.Dispose();
     }
 
-    /// <summary>Stops both lanes (first cause is recorded by each connection). Never throws.</summary>
-    internal void Stop(string reason)
+    /// <summary>Stops both lanes; the session's first stop reason is kept (each connection records its own first cause). Never throws.</summary>
+    internal void Stop(CloseReason reason)
     {
+        Interlocked.CompareExchange(ref _stopReason, reason, null);
         _demandLane?.Abort(reason);
         try
         {

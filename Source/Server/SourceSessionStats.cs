@@ -1,3 +1,5 @@
+using StreamClone.Shared.Transport;
+
 namespace StreamClone.Source.Server;
 
 /// <summary>Counters of one session, written by its loops and read by progress displays (Interlocked).</summary>
@@ -11,7 +13,15 @@ public sealed class SourceSessionStats
     public double Seconds { get; set; }
     public long WireBytes { get; set; }
     public bool Completed { get; set; }
-    public string? Error { get; set; }
+
+    /// <summary>The peer streamed to: its certificate's name under TLS, else its self-declared name marked unverified.</summary>
+    public string Peer { get; init; } = "?";
+
+    /// <summary>How the session ended (null while it runs).</summary>
+    public CloseReason? CloseReason { get; set; }
+
+    /// <summary>The close reason of a session that did not complete, as one line (summaries).</summary>
+    public string? Error => Completed ? null : CloseReason?.ToString();
 
     /// <summary>Hashes of the sink's inventory this session kept (at most SourceOptions.MaxInventoryHashes).</summary>
     public long InventoryHashes { get; set; }

@@ -64,7 +64,7 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
         _input.OnDeviceStateAsync(new DeviceStateBlob(ReadOnlyMemory<byte>.Empty, 0, "ram", 0, 4, 4096, blocks, new byte[] { 0 }), default)
             .AsTask().GetAwaiter().GetResult();
         _objects = _input.Offer.Objects;
-        _session = new SourceSession("fuzz", _input, new SourceOptions { ChunkSize = ChunkSize, CompressionLevel = 1 }, NullLogger.Instance, CancellationToken.None);
+        _session = new SourceSession("fuzz", new StreamClone.Shared.Transport.PeerIdentity("fuzz", false, "memory"), _input, new SourceOptions { ChunkSize = ChunkSize, CompressionLevel = 1 }, NullLogger.Instance, CancellationToken.None);
         _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         _listener.Listen(1);
@@ -216,7 +216,7 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
             var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             var accept = listener.AcceptAsync();
             await client.ConnectAsync(listener.LocalEndPoint!);
-            var server = FrameConnection.Accept(await accept, Transport, NullLogger.Instance);
+            var server = new FrameConnection(new SocketTransport(await accept, Transport), StreamClone.Shared.Protocol.Lane.Demand, Transport, NullLogger.Instance);
             return new Lane(client, server, session.RunDemandAsync(server));
         }
 
