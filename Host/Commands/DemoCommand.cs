@@ -82,7 +82,7 @@ internal static partial class DemoCommand
             SinkSession? session = null;
             try
             {
-                session = await SinkSession.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), store, new SinkOptions(), TransportOptions.Default, logger, ct);
+                session = await SinkSession.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), store, new SinkOptions { Tls = tls }, TransportOptions.Default, logger, ct);
                 var run = session.RunAsync();
                 await ProgressView.ShowSinkAsync(session, run);
                 await run;

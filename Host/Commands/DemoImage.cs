@@ -67,7 +67,7 @@ internal static class DemoImage
 
         using var store = ChunkStore.Open(Path.Combine(work, "store"), logging.CreateLogger("sink"));
         await using var session = await SinkSession.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port), store,
-            new SinkOptions(), TransportOptions.Default, logging.CreateLogger("sink"), ct);
+            new SinkOptions { Tls = tls }, TransportOptions.Default, logging.CreateLogger("sink"), ct);
         AnsiConsole.MarkupLine($"[grey]sink:[/] process {Environment.ProcessId}, store {Path.Combine(work, "store")}; {probeReads} demand reads will run during the transfer");
 
         var probe = new DemandProbe();

@@ -53,7 +53,7 @@ internal static class SinkCommand
                 FreeSpaceMarginBytes = SizeParser.Parse(result.GetValue(freeSpaceMargin)!),
             };
             using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
-            var options = new SinkOptions { Parallelism = result.GetValue(parallelism) };
+            var options = new SinkOptions { Parallelism = result.GetValue(parallelism), Tls = tls };
             var transport = timeouts.Apply(result, TransportOptions.Default);
             await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, transport, logger, ct);
             var probe = new DemandProbe();

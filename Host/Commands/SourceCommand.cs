@@ -58,6 +58,7 @@ internal static class SourceCommand
                 CompressionLevel = result.GetValue(level),
                 Parallelism = result.GetValue(parallelism),
                 MaxSessions = result.GetValue(maxSessions),
+                Tls = tls,
             };
             var transport = timeouts.Apply(result, TransportOptions.Default) with
             {
