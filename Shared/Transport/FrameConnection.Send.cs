@@ -43,6 +43,7 @@ public sealed partial class FrameConnection
 
     private async ValueTask FlushAsync(FrameType type, CancellationToken ct)
     {
+        Metrics.CountSentUpTo(_bytesWritten);
         var pending = _connection.Output.FlushAsync(ct);
         var flush = pending.IsCompleted ? pending.Result : await WaitForProgressAsync(pending.AsTask(), type);
         if (flush.IsCanceled || flush.IsCompleted)

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
+using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Shared.Transport;
@@ -94,6 +95,7 @@ public sealed partial class FrameConnection : IAsyncDisposable
         return new FrameConnection(connection, options, $"{lane.ToString().ToLowerInvariant()} {socket.RemoteEndPoint}", logger)
         {
             ReceiveIdleTimeout = IdleTimeoutOf(lane, options),
+            Metrics = new ConnectionMetrics(lane),
         };
     }
 
@@ -127,6 +129,7 @@ public sealed partial class FrameConnection : IAsyncDisposable
     {
         Name = $"{lane.ToString().ToLowerInvariant()} {RemoteEndPoint}";
         ReceiveIdleTimeout = IdleTimeoutOf(lane, Options);
+        Metrics.SetLane(lane);
         Tune(_connection.Socket, lane, Options);
     }
 
@@ -138,6 +141,7 @@ public sealed partial class FrameConnection : IAsyncDisposable
             return;
         }
         CloseReason = reason;
+        StreamCloneMetrics.RecordConnectionClosed(reason);
         SharedLog.ConnectionClosed(_logger, Name, reason);
         try
         {

@@ -116,6 +116,7 @@ public sealed partial class SinkSession : IAsyncDisposable
             new HelloMessage { Role = "sink", Lane = lane, SessionId = sessionId, PeerName = options.PeerName },
             ReadOnlyMemory<byte>.Empty, ct);
         var hello = await connection.ReceiveOneAsync<HelloMessage>(FrameType.Hello, ct);
+        connection.Metrics.SetPeer(hello.PeerName);
         if (hello.ProtocolVersion != ProtocolVersions.Current)
         {
             ThrowHelper.ThrowProtocol(ProtocolError.UnsupportedVersion,

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Win32.SafeHandles;
+using StreamClone.Shared.Diagnostics;
 
 namespace StreamClone.Sink.Store;
 
@@ -227,6 +228,7 @@ public sealed partial class SnapshotAssembly
                 throw;
             }
             SinkLog.Flushed(_store.Logger, SnapshotId, batch.Count, dataBytes, synced + 1, stopwatch.ElapsedMilliseconds);
+            StreamCloneMetrics.RecordStoreFlush(dataBytes, stopwatch.Elapsed);
         }
         finally
         {

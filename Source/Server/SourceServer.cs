@@ -148,6 +148,7 @@ public sealed class SourceServer : IAsyncDisposable
                     $"this source already streams to {_options.MaxSessions} sinks, its maximum; try again later");
             }
             connection.SetLane(hello.Lane);
+            connection.Metrics.SetPeer(hello.PeerName);
             await connection.SendAsync(FrameType.Hello,
                 new HelloMessage { Role = "source", Lane = hello.Lane, SessionId = hello.SessionId, PeerName = Environment.MachineName },
                 ReadOnlyMemory<byte>.Empty, ct);
