@@ -31,9 +31,11 @@ internal static class SinkCommand
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
         var timeouts = CommonOptions.Timeouts();
+        var metrics = MetricsOption.Create();
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
             connect, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
+            metrics,
         };
         foreach (var option in timeouts.All)
         {
@@ -43,6 +45,7 @@ internal static class SinkCommand
         {
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
             var logger = logging.CreateLogger("sink");
+            using var exporter = MetricsOption.Start(result, metrics);
             var asJson = result.GetValue(json);
             var storeOptions = new ChunkStoreOptions
             {

@@ -37,10 +37,12 @@ internal static class SourceCommand
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
+        var metrics = MetricsOption.Create();
 
         var command = new Command("source", "Offer image files as a snapshot to sinks and relays: chunk, hash, drop zeros, dedup, compress, stream; answer demand requests first.")
         {
             images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, maxSessions, snapshotId, notSentLowat, parallelism, json, logLevel, inventoryTimeout,
+            metrics,
         };
         foreach (var option in timeouts.All)
         {
@@ -50,6 +52,7 @@ internal static class SourceCommand
         {
             using var logging = HostServices.CreateLogging(result.GetValue(logLevel));
             var logger = logging.CreateLogger("source");
+            using var exporter = MetricsOption.Start(result, metrics);
             var options = new SourceOptions
             {
                 ChunkSize = result.GetValue(chunkSize),
