@@ -33,7 +33,9 @@ public static class CloseReasons
         {
             return code;
         }
-        if (reason is "closed locally" or "session ended" or "source shutting down")
+        // A loop this node cancelled records OperationCanceledException's own message as the reason.
+        if (reason is "closed locally" or "session ended" or "source shutting down" or "The operation was canceled."
+            || reason.Contains(": receive cancelled", StringComparison.Ordinal))
         {
             return Local;
         }

@@ -20,7 +20,7 @@ public sealed class ConnectionMetrics
     public string Lane => _lane;
 
     /// <summary>Names the peer (its Hello's name; its certificate's once connections carry one). Bounded by <see cref="PeerLabels"/>.</summary>
-    public void SetPeer(string? name) => _peer = PeerLabels.Of(name);
+    public void SetPeer(string? name) => _peer = PeerLabels.Process.Of(name);
 
     public void SetLane(Lane lane) => _lane = MetricTags.Of(lane);
 

@@ -8,9 +8,10 @@ namespace StreamClone.Shared.Diagnostics;
 /// keeps for the life of the process, so a hostile peer that connects under ever new names must not
 /// be able to grow that set: the first <see cref="MaxPeers"/> well-formed names get their own label,
 /// later ones share <see cref="Other"/>; an empty name is <see cref="Unknown"/> and one that is too
-/// long or has characters a host name does not is <see cref="Invalid"/>.
+/// long or has characters a host name does not is <see cref="Invalid"/>. The process keeps one
+/// set (<see cref="Process"/>), which every connection's counters use.
 /// </summary>
-public static class PeerLabels
+public sealed class PeerLabels(int maxPeers)
 {
     /// <summary>
     /// Distinct peer labels per process. A node talks to a handful of peers (a source to its sinks
@@ -29,10 +30,13 @@ public static class PeerLabels
     private static readonly SearchValues<char> NameChars =
         SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
 
-    private static readonly HashSet<string> Seen = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+
+    /// <summary>The labels of this process's connections.</summary>
+    public static PeerLabels Process { get; } = new(MaxPeers);
 
     /// <summary>The label for a peer that calls itself <paramref name="name"/>.</summary>
-    public static string Of(string? name)
+    public string Of(string? name)
     {
         if (string.IsNullOrEmpty(name))
         {
@@ -42,15 +46,15 @@ public static class PeerLabels
         {
             return Invalid;
         }
-        lock (Seen)
+        lock (_seen)
         {
-            if (Seen.Contains(name))
+            if (_seen.Contains(name))
             {
                 return name;
             }
-            if (Seen.Count < MaxPeers)
+            if (_seen.Count < maxPeers)
             {
-                Seen.Add(name);
+                _seen.Add(name);
                 return name;
             }
         }
