@@ -110,7 +110,7 @@ public class MetricsTests
         using var dir = new TempDir();
         const int size = 8 << 20;
         var image = await TestImages.MemoryAsync(dir, "mem.img", size, seed: 72);
-        var metricsPort = FreePort();
+        var metricsPort = LoopbackPorts.Free();
         var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--metrics", $"127.0.0.1:{metricsPort}");
         await using (source)
         {
@@ -156,13 +156,6 @@ public class MetricsTests
         Assert.Single(source.StderrLines);
     }
 
-    /// <summary>A port nothing listens on right now (HttpListener cannot bind port 0 and report it).</summary>
-    private static int FreePort()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
 
     /// <summary>Prometheus text format samples: "name{labels}" → value (comments skipped).</summary>
     private static Dictionary<string, double> Parse(string text)
