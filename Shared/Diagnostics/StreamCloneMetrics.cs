@@ -36,7 +36,11 @@ public static class StreamCloneMetrics
     public static readonly Counter<long> BytesReceived = Meter.CreateCounter<long>(
         "streamclone.bytes.received", "By", "Frame bytes read from a peer (whole frames), by peer and lane.");
 
-    /// <summary>Chunks by how they travel. Tags: kind (data, zero, known, dedup), role (source, sink), lane.</summary>
+    /// <summary>
+    /// Chunks by how they travel. Tags: kind (data, zero, known, dedup), role (source, sink), lane. A
+    /// source counts its bulk chunks as the dedup stage classifies them (only there is known told from
+    /// dedup), so a session cut short has counted the few batches still queued behind its socket.
+    /// </summary>
     public static readonly Counter<long> Chunks = Meter.CreateCounter<long>(
         "streamclone.chunks", "{chunk}",
         "Chunks by kind: data (bytes on the wire), zero, known (the sink's inventory had the hash), dedup (sent earlier in this stream; the sink sees these as known); role says which side counted them.");
