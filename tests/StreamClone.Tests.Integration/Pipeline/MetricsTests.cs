@@ -44,6 +44,8 @@ public class MetricsTests
         await using (var server = new SourceServer(input, new SourceOptions(), TransportOptions.Default, NullLogger.Instance))
         {
             var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
+            var ended = new TaskCompletionSource<SourceSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
+            server.SessionEnded += stats => ended.TrySetResult(stats);
             var serving = server.RunAsync(stop.Token);
             using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
             await using (var sink = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions { PeerName = SinkName }, TransportOptions.Default, NullLogger.Instance, stop.Token))
@@ -56,6 +58,11 @@ public class MetricsTests
                 }
                 await sink.RunAsync();
                 sinkPayload = sink.Stats.PayloadBytes;
+                // The sink stays open until the source has read its last frame (SnapshotStored): disposing
+                // at once can shut the socket before the send loop wrote that frame (FrameConnection.DisposeAsync
+                // aborts without draining), and the frame would count as sent, never as received.
+                var sourceSession = await ended.Task.WaitAsync(stop.Token);
+                Assert.True(sourceSession.Completed, sourceSession.Error);
             }
             await stop.CancelAsync();
             await serving;
