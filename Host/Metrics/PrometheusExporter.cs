@@ -36,6 +36,7 @@ internal sealed class PrometheusExporter : IDisposable
                 listener.EnableMeasurementEvents(instrument, new InstrumentBridge(instrument, _factory));
             }
         };
+        // The meter's instruments measure long, int or double; another type needs its callback here.
         _listener.SetMeasurementEventCallback<long>((instrument, value, tags, state) => ((InstrumentBridge)state!).Record(value, tags));
         _listener.SetMeasurementEventCallback<int>((instrument, value, tags, state) => ((InstrumentBridge)state!).Record(value, tags));
         _listener.SetMeasurementEventCallback<double>((instrument, value, tags, state) => ((InstrumentBridge)state!).Record(value, tags));
@@ -87,11 +88,33 @@ internal sealed class PrometheusExporter : IDisposable
         {
             name.Append("_seconds");
         }
-        if (instrument is Counter<long> or Counter<int> or Counter<double> or ObservableCounter<long> or ObservableCounter<int> or ObservableCounter<double>)
+        if (KindOf(instrument) == Kind.Counter)
         {
             name.Append("_total");
         }
         return name.ToString();
+    }
+
+    private enum Kind
+    {
+        /// <summary>Counter, ObservableCounter: a Prometheus counter.</summary>
+        Counter,
+        /// <summary>Histogram: a Prometheus histogram with the instrument's advised buckets.</summary>
+        Histogram,
+        /// <summary>UpDownCounter (a measurement is a change): a gauge moved by it.</summary>
+        Delta,
+        /// <summary>Gauge and the observable gauges (a measurement is the value): a gauge set to it.</summary>
+        Value,
+    }
+
+    private static Kind KindOf(Instrument instrument)
+    {
+        var type = instrument.GetType();
+        var definition = type.IsGenericType ? type.GetGenericTypeDefinition() : type;
+        return definition == typeof(Counter<>) || definition == typeof(ObservableCounter<>) ? Kind.Counter
+            : definition == typeof(Histogram<>) ? Kind.Histogram
+            : definition == typeof(UpDownCounter<>) ? Kind.Delta
+            : Kind.Value;
     }
 
     /// <summary>
@@ -102,6 +125,7 @@ internal sealed class PrometheusExporter : IDisposable
     private sealed class InstrumentBridge(Instrument instrument, IMetricFactory factory)
     {
         private readonly object _gate = new();
+        private readonly Kind _kind = KindOf(instrument);
         private Bound? _bound;
 
         public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
@@ -131,6 +155,7 @@ internal sealed class PrometheusExporter : IDisposable
             }
             switch (collector)
             {
+                // An observable counter reports its running total, a counter each increment.
                 case Counter counter when instrument.IsObservable:
                     counter.WithLabels(values).IncTo(value);
                     break;
@@ -140,11 +165,11 @@ internal sealed class PrometheusExporter : IDisposable
                 case Histogram histogram:
                     histogram.WithLabels(values).Observe(value);
                     break;
-                case Gauge gauge when instrument.IsObservable:
-                    gauge.WithLabels(values).Set(value);
+                case Gauge gauge when _kind == Kind.Delta:
+                    gauge.WithLabels(values).Inc(value);
                     break;
                 case Gauge gauge:
-                    gauge.WithLabels(values).Inc(value);
+                    gauge.WithLabels(values).Set(value);
                     break;
             }
         }
@@ -165,12 +190,10 @@ internal sealed class PrometheusExporter : IDisposable
                 }
                 var name = PrometheusName(instrument);
                 var help = string.IsNullOrEmpty(instrument.Description) ? instrument.Name : instrument.Description;
-                Collector collector = instrument switch
+                Collector collector = _kind switch
                 {
-                    Counter<long> or Counter<int> or Counter<double> or ObservableCounter<long> or ObservableCounter<int> or ObservableCounter<double>
-                        => factory.CreateCounter(name, help, keys, null),
-                    Histogram<double> h => factory.CreateHistogram(name, help, keys, new HistogramConfiguration { Buckets = Buckets(h.Advice) }),
-                    Histogram<long> h => factory.CreateHistogram(name, help, keys, new HistogramConfiguration { Buckets = Buckets(h.Advice) }),
+                    Kind.Counter => factory.CreateCounter(name, help, keys, null),
+                    Kind.Histogram => factory.CreateHistogram(name, help, keys, new HistogramConfiguration { Buckets = Buckets(instrument) }),
                     _ => factory.CreateGauge(name, help, keys, null),
                 };
                 var bound = new Bound(keys, collector);
@@ -181,8 +204,13 @@ internal sealed class PrometheusExporter : IDisposable
 
         private sealed record Bound(string[] LabelNames, Collector Collector);
 
-        private static double[]? Buckets(InstrumentAdvice<double>? advice) => advice?.HistogramBucketBoundaries is { } b ? [.. b] : null;
-
-        private static double[]? Buckets(InstrumentAdvice<long>? advice) => advice?.HistogramBucketBoundaries is { } b ? [.. b.Select(v => (double)v)] : null;
+        // Null (prometheus-net's default buckets) for a histogram without advice.
+        private static double[]? Buckets(Instrument instrument) => instrument switch
+        {
+            Histogram<double> { Advice.HistogramBucketBoundaries: { } b } => [.. b],
+            Histogram<long> { Advice.HistogramBucketBoundaries: { } b } => [.. b.Select(v => (double)v)],
+            Histogram<int> { Advice.HistogramBucketBoundaries: { } b } => [.. b.Select(v => (double)v)],
+            _ => null,
+        };
     }
 }
