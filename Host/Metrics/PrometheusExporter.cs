@@ -59,7 +59,8 @@ internal sealed class PrometheusExporter : IDisposable
             throw new IOException($"--metrics {endPoint}: cannot serve metrics there ({ex.Message})", ex);
         }
         exporter._listener.Start();
-        exporter.Url = new Uri($"http://{HostName(endPoint).Replace("+", endPoint.Address.ToString(), StringComparison.Ordinal)}:{endPoint.Port}/metrics");
+        var host = endPoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{endPoint.Address}]" : endPoint.Address.ToString();
+        exporter.Url = new Uri($"http://{host}:{endPoint.Port}/metrics");
         return exporter;
     }
 
