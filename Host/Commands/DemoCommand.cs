@@ -33,17 +33,23 @@ internal static partial class DemoCommand
         var fill = new Option<int>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data.", DefaultValueFactory = _ => 128 };
         var accel = new Option<VmAccel>("--accel") { Description = "kvm, tcg or auto (auto tries KVM and falls back to TCG when the guest stays silent).", DefaultValueFactory = _ => VmAccel.Tcg };
         var security = CommonOptions.Security();
+        var metrics = MetricsOption.Create();
         var command = new Command("demo", "Boot a small VM, snapshot it live, stream it source → sink over loopback, restore a clone and show both running side by side.")
         {
-            image, size, probeReads, cache, memory, fill, accel,
+            image, size, probeReads, cache, memory, fill, accel, metrics,
         };
         foreach (var option in security.All)
         {
             command.Options.Add(option);
         }
-        command.SetAction(async (r, ct) => r.GetValue(image)
-            ? await DemoImage.RunAsync(r.GetValue(size)!, r.GetValue(probeReads), r.GetValue(cache)!, security, r, ct)
-            : await RunVmAsync(r.GetValue(memory)!, r.GetValue(fill), r.GetValue(accel), security, r, ct));
+        command.SetAction(async (r, ct) =>
+        {
+            // Source and sink run in this one process here, so one endpoint shows both sides.
+            using var exporter = MetricsOption.Start(r, metrics);
+            return r.GetValue(image)
+                ? await DemoImage.RunAsync(r.GetValue(size)!, r.GetValue(probeReads), r.GetValue(cache)!, security, r, ct)
+                : await RunVmAsync(r.GetValue(memory)!, r.GetValue(fill), r.GetValue(accel), security, r, ct);
+        });
         return command;
     }
 

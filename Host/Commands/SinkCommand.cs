@@ -32,9 +32,11 @@ internal static class SinkCommand
         var logLevel = CommonOptions.LogLevel();
         var timeouts = CommonOptions.Timeouts();
         var security = CommonOptions.Security();
+        var metrics = MetricsOption.Create();
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
             connect, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
+            metrics,
         };
         foreach (var option in timeouts.All.Concat(security.All))
         {
@@ -46,6 +48,7 @@ internal static class SinkCommand
             var logger = logging.CreateLogger("sink");
             // What the connection to the source is secured with (null: plain TCP, --insecure).
             var tls = security.Resolve(result, logger);
+            using var exporter = MetricsOption.Start(result, metrics);
             var asJson = result.GetValue(json);
             var storeOptions = new ChunkStoreOptions
             {

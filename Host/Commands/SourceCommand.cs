@@ -36,10 +36,12 @@ internal static class SourceCommand
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
+        var metrics = MetricsOption.Create();
 
         var command = new Command("source", "Offer image files as a snapshot to sinks and relays: chunk, hash, drop zeros, dedup, compress, stream; answer demand requests first.")
         {
             images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, maxSessions, snapshotId, notSentLowat, parallelism, json, logLevel, inventoryTimeout,
+            metrics,
         };
         foreach (var option in timeouts.All.Concat(security.All))
         {
@@ -51,6 +53,7 @@ internal static class SourceCommand
             var logger = logging.CreateLogger("source");
             // What every connection this source accepts is secured with (null: plain TCP, --insecure).
             var tls = security.Resolve(result, logger);
+            using var exporter = MetricsOption.Start(result, metrics);
             var options = new SourceOptions
             {
                 ChunkSize = result.GetValue(chunkSize),

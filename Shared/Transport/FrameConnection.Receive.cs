@@ -38,6 +38,7 @@ public sealed partial class FrameConnection
             {
                 while (keepGoing && _frameReader.TryRead(ref buffer, out var frame))
                 {
+                    Metrics.CountReceived(frame);
                     if (frame.Type == FrameType.Error)
                     {
                         var error = frame.DecodeHeader<ErrorMessage>();

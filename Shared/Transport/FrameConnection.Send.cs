@@ -43,6 +43,7 @@ public sealed partial class FrameConnection
 
     private async ValueTask FlushAsync(FrameType type, CancellationToken ct)
     {
+        Metrics.CountSentUpTo(_bytesWritten);
         FlushResult flush;
         try
         {

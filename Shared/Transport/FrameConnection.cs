@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
+using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Protocol;
 
 namespace StreamClone.Shared.Transport;
@@ -79,6 +80,7 @@ public sealed partial class FrameConnection : IAsyncDisposable
         Lane = lane;
         Name = NameOf(lane, _connection);
         ReceiveIdleTimeout = IdleTimeoutOf(lane, Options);
+        Metrics.SetLane(lane);
         _connection.Tune(lane, Options);
     }
 
@@ -90,6 +92,7 @@ public sealed partial class FrameConnection : IAsyncDisposable
             return;
         }
         SharedLog.ConnectionClosed(_logger, Name, reason.ToString());
+        StreamCloneMetrics.RecordConnectionClosed(reason);
         _connection.Shutdown();
     }
 

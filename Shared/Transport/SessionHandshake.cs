@@ -108,6 +108,7 @@ public static class SessionHandshake
             ? new PeerIdentity(tls.PeerValidator.PeerName(certificate), Verified: true, address)
             : new PeerIdentity(Printable(hello.PeerName), Verified: false, address);
         connection.Peer = peer;
+        connection.Metrics.SetPeer(peer.Name);
         return new HandshakeResult(Printable(hello.Role), hello.Lane, hello.SessionId, peer);
     }
 

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using StreamClone.Shared;
+using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 
@@ -44,6 +46,7 @@ public sealed partial class SinkSession
         {
             return 0;
         }
+        var started = Stopwatch.GetTimestamp();
         var perRequest = WireLimits.MaxDemandChunksFor(obj.ChunkSize);
         var first = offset / obj.ChunkSize;
         var last = (offset + length - 1) / obj.ChunkSize;
@@ -95,6 +98,7 @@ public sealed partial class SinkSession
                 FailPendingReads(closed);
             }
             await Task.WhenAll(waits).WaitAsync(ct);
+            StreamCloneMetrics.RecordDemandLatency(Stopwatch.GetElapsedTime(started));
         }
         return Snapshot.Read(objectId, offset, destination.Span[..length]);
     }
@@ -102,6 +106,7 @@ public sealed partial class SinkSession
     private async Task RequestAsync(int objectId, long firstIndex, int count, bool forceData, CancellationToken ct)
     {
         var demand = _demand ?? throw new InvalidOperationException("no demand lane: the session is not connected");
+        StreamCloneMetrics.RecordDemandRequest(MetricRole.Sink);
         await demand.SendAsync(FrameType.DemandRequest, new DemandRequestMessage
         {
             RequestId = Interlocked.Increment(ref _nextRequestId),

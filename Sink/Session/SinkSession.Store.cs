@@ -1,3 +1,4 @@
+using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
@@ -71,6 +72,7 @@ public sealed partial class SinkSession
             }
             FlushRun(obj.Id, runFirst, run[..runLength], batch.DataSpan.Slice(runAt, at - runAt));
             Stats.AddBatch(header.Kinds.Length, data, zero, known, covered, batch.PayloadLength, demand);
+            StreamCloneMetrics.RecordChunks(MetricRole.Sink, demand ? Lane.Demand : Lane.Bulk, data, zero, known);
         }
         finally
         {

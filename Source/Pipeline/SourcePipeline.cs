@@ -1,5 +1,6 @@
 using System.Threading.Tasks.Dataflow;
 using StreamClone.Shared.Buffers;
+using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Threading;
@@ -131,6 +132,7 @@ internal sealed class SourcePipeline
     {
         Span<byte> hashBytes = stackalloc byte[ChunkHash.Size];
         ref var root = ref _rootHashers[batch.ObjectId];
+        var dedup = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             var hash = batch.Hashes[i];
@@ -140,11 +142,18 @@ internal sealed class SourcePipeline
             {
                 continue;
             }
-            if (_sinkHas.Contains(hash) || !_sentThisStream.Add(hash))
+            if (_sinkHas.Contains(hash))
             {
                 batch.Kinds[i] = ChunkEntryKind.Known;
             }
+            else if (!_sentThisStream.Add(hash))
+            {
+                batch.Kinds[i] = ChunkEntryKind.Known;
+                dedup++;
+            }
         }
+        // Counted here, the last stage that changes a kind, because only here is known told from dedup.
+        StreamCloneMetrics.RecordChunkKinds(MetricRole.Source, Lane.Bulk, batch.Kinds.AsSpan(0, batch.Count), dedup);
         return batch;
     }
 }

@@ -1,5 +1,6 @@
 using StreamClone.Shared;
 using StreamClone.Shared.Chunking;
+using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 using StreamClone.Source.Pipeline;
@@ -33,6 +34,7 @@ public sealed partial class SourceSession
                 // buffers (MaxDemandBytes raw plus its compressed copy) however many it sends.
                 var obj = DemandLayout.Validate(request, objects);
                 Stats.AddDemand();
+                StreamCloneMetrics.RecordDemandRequest(MetricRole.Source);
                 var batch = await BatchEncoder.ReadAsync(_input, obj, request.FirstIndex, request.Count, request.RequestId, _options.Buffers, ct);
                 try
                 {
@@ -44,6 +46,7 @@ public sealed partial class SourceSession
                             batch.Kinds[i] = ChunkEntryKind.Known;
                         }
                     }
+                    StreamCloneMetrics.RecordChunkKinds(MetricRole.Source, Lane.Demand, batch.Kinds.AsSpan(0, batch.Count));
                 }
                 catch
                 {

@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Diagnostics;
 using Microsoft.Win32.SafeHandles;
 
+using StreamClone.Shared.Diagnostics;
+
 namespace StreamClone.Store.Journal;
 
 /// <summary>
@@ -249,6 +251,7 @@ internal sealed partial class GroupCommitJournal : IDisposable
                 }
                 throw;
             }
+            StreamCloneMetrics.RecordStoreFlush(dataBytes, stopwatch.Elapsed);
             StoreLog.Flushed(_options.Logger, _options.Owner, group.Count, dataBytes, synced + 1, stopwatch.ElapsedMilliseconds);
         }
         finally
