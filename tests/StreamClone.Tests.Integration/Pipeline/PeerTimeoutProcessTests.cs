@@ -125,7 +125,7 @@ public class PeerTimeoutProcessTests
     }
 
     /// <summary>Waits until the source has logged <paramref name="text"/> (a session id; logged at Warning or above when a peer is refused or fails).</summary>
-    private static async Task WaitForLogAsync(StreamCloneProcess source, string text)
+    private static async Task WaitForLogAsync(RunningProcess source, string text)
     {
         var clock = Stopwatch.StartNew();
         while (!source.Stderr.Contains(text, StringComparison.Ordinal))

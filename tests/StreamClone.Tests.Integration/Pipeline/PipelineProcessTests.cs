@@ -10,7 +10,7 @@ public class PipelineProcessTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
 
-    private static async Task<(int Exit, JsonDocument? Summary, StreamCloneProcess Sink)> RunSinkAsync(int port, string store)
+    private static async Task<(int Exit, JsonDocument? Summary, RunningProcess Sink)> RunSinkAsync(int port, string store)
     {
         var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json", "--log-level", "Information");
         var exit = await sink.WaitAsync(Timeout);

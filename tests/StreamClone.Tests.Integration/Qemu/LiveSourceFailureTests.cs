@@ -15,7 +15,6 @@ using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
 using StreamClone.Store;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;
 
@@ -135,7 +134,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
                 Assert.False(source.HasExited, $"the source ended before the VM was killed:\n{source.Stderr}");
                 await Task.Delay(10, Ct);
             }
-            await ExternalTool.RunAsync("kill", "-STOP", source.ProcessId.ToString(CultureInfo.InvariantCulture));
+            await ExternalTool.RunAsync("kill", "-STOP", source.Id.ToString(CultureInfo.InvariantCulture));
             try
             {
                 using var qemu = Process.GetProcessById(vm.ProcessId);
@@ -144,7 +143,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             }
             finally
             {
-                await ExternalTool.RunAsync("kill", "-CONT", source.ProcessId.ToString(CultureInfo.InvariantCulture));
+                await ExternalTool.RunAsync("kill", "-CONT", source.Id.ToString(CultureInfo.InvariantCulture));
             }
 
             var sourceExit = await source.WaitAsync(TimeSpan.FromSeconds(60));
