@@ -92,13 +92,8 @@ public class PipelineProcessTests
             // Kill once the store's journal shows ~3000 of the 8192 chunks durable (48-byte records
             // after a 16-byte header): the proxy's byte count would mislead, since kernel buffers
             // hold megabytes the sink has not read yet.
-            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-            while (JournalBytes(store) < 16 + (48 * 3000))
-            {
-                Assert.False(victim.HasExited, victim.Stderr);
-                Assert.True(DateTime.UtcNow < deadline, "the sink made no durable progress");
-                await Task.Delay(5);
-            }
+            await FileWatch.UntilAsync(dir.Path, () => JournalBytes(store) >= 16 + (48 * 3000), TimeSpan.FromMinutes(2),
+                () => $"the sink made no durable progress:\n{victim.Stderr}", victim.Exited, TestContext.Current.CancellationToken);
             victim.Kill();
         }
 
