@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using StreamClone.Processes;
 using StreamClone.Qemu;
 using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
@@ -198,17 +199,12 @@ internal static class QemuImg
         using (new FileStream(overlay, private0600))
         {
         }
-        var info = new ProcessStartInfo("qemu-img") { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var arg in new[] { "create", "-q", "-f", "qcow2", "-b", Path.GetFullPath(backing), "-F", backingFormat, overlay })
+        var create = await ProcessRunner.RunAsync(
+            new("qemu-img", ["create", "-q", "-f", "qcow2", "-b", Path.GetFullPath(backing), "-F", backingFormat, overlay]) { InstallHint = "apt-get install qemu-utils" },
+            ct, check: false);
+        if (create.ExitCode != 0)
         {
-            info.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start qemu-img (apt-get install qemu-utils)");
-        var stderr = process.StandardError.ReadToEndAsync(ct);
-        await process.WaitForExitAsync(ct);
-        if (process.ExitCode != 0)
-        {
-            throw new IOException($"qemu-img create overlay on {backing} failed: {await stderr}");
+            throw new IOException($"qemu-img create overlay on {backing} failed: {create.Stderr.Trim().ReplaceLineEndings(" | ")}");
         }
     }
 }

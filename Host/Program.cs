@@ -38,7 +38,8 @@ catch (Exception caught)
     var ex = StreamClone.Shared.FailureReport.FirstCause(caught);
     var expected = ex is StreamClone.Shared.Protocol.ProtocolViolationException or IOException or UnauthorizedAccessException
         or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException or InvalidDataException or TimeoutException or OperationCanceledException or FormatException
-        or StreamClone.Qemu.QmpException or StreamClone.Qemu.QmpProtocolException or StreamClone.Qemu.VmStartException;
+        or StreamClone.Qemu.QmpException or StreamClone.Qemu.QmpProtocolException or StreamClone.Qemu.VmStartException
+        or StreamClone.Processes.ProcessFailedException;
     if (!(expected && StreamClone.Shared.FailureReport.WasLogged(ex)))
     {
         Console.Error.WriteLine(expected ? $"streamclone: {ex.Message}" : $"streamclone: unexpected {ex.GetType().Name}: {ex.Message}");

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-
+using StreamClone.Processes;
 using StreamClone.Shared;
 
 namespace StreamClone.Qemu;
@@ -365,7 +365,7 @@ public sealed class DiskFleece
         }
         try
         {
-            await ToolRunner.RunAsync("qemu-img", ["create", "-q", "-f", "qcow2", path, size.ToString(System.Globalization.CultureInfo.InvariantCulture)], ct);
+            await ProcessRunner.RunAsync(new("qemu-img", ["create", "-q", "-f", "qcow2", path, size.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { InstallHint = "apt-get install qemu-utils" }, ct);
             if (!OperatingSystem.IsWindows())
             {
                 File.SetUnixFileMode(path, VmStateModes.File);

@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace StreamClone.Qemu;
 
 public sealed partial class VmLauncher
@@ -5,21 +7,21 @@ public sealed partial class VmLauncher
     /// <summary>Console lines kept for waiters; a 100 ms ticker fills this in about 3 h.</summary>
     private const int MaxConsoleLines = 100_000;
 
-    private readonly SequencedBuffer<string> _console = new(MaxConsoleLines);
+    private readonly ConsoleRecorder _console;
 
     /// <summary>Raised on the console reader's thread for every line (without CR/LF). Keep handlers short.</summary>
     public event Action<string>? ConsoleLine;
 
     /// <summary>Number of console lines so far; pass it as <c>afterLine</c> to wait for new lines only.</summary>
-    public long ConsoleLineCount => _console.LastSequence;
+    public long ConsoleLineCount => _console.Lines.LastSequence;
 
     /// <summary>The console lines buffered so far (the last 100 000).</summary>
-    public IReadOnlyList<string> GetConsoleLines() => _console.Snapshot();
+    public IReadOnlyList<string> GetConsoleLines() => _console.Lines.Snapshot();
 
     /// <summary>Console lines numbered above <paramref name="afterLine"/> (1-based), buffered then live,
     /// until QEMU closes its console (the VM exited) or <paramref name="ct"/> fires.</summary>
     public IAsyncEnumerable<string> ReadConsoleAsync(long afterLine = 0, CancellationToken ct = default) =>
-        _console.ReadAsync(afterLine, ct);
+        _console.Lines.ReadAsync(afterLine, ct);
 
     /// <summary>
     /// The first console line after <paramref name="afterLine"/> matching <paramref name="predicate"/>.
@@ -51,37 +53,59 @@ public sealed partial class VmLauncher
     /// <summary>Types one line into the guest's serial console (QEMU's stdin; the test guest reads requests there).</summary>
     public async Task WriteConsoleLineAsync(string line, CancellationToken ct = default)
     {
-        await _process.StandardInput.WriteAsync((line + "\n").AsMemory(), ct);
-        await _process.StandardInput.FlushAsync(ct);
+        await _process.Stdin.WriteAsync((line + "\n").AsMemory(), ct);
+        await _process.Stdin.FlushAsync(ct);
     }
 
-    private async Task ReadConsoleLoopAsync(StreamReader stdout, StreamWriter log)
+    /// <summary>
+    /// QEMU's stdout (the guest's serial console) as it arrives: each line goes to console.log, to the buffer the
+    /// waits read, and to <see cref="ConsoleLine"/> once the launcher exists. Made before QEMU starts.
+    /// </summary>
+    private sealed class ConsoleRecorder(string logPath) : IDisposable
     {
-        try
+        private readonly Lock _lock = new();
+        private readonly StreamWriter _log = new(logPath, append: false, new UTF8Encoding(false));
+        private bool _completed;
+
+        /// <summary>Set once the launcher is built; lines before that have no subscriber to tell.</summary>
+        public VmLauncher? Owner;
+
+        public string LogPath => logPath;
+
+        public SequencedBuffer<string> Lines { get; } = new(MaxConsoleLines);
+
+        public void Add(string line)
         {
-            while (await stdout.ReadLineAsync() is { } raw)
+            lock (_lock)
             {
-                var line = raw.TrimEnd('\r');
-                await log.WriteLineAsync(line);
-                await log.FlushAsync();
-                _console.Add(_ => line);
-                ConsoleLine?.Invoke(line);
+                if (_completed)
+                    return;
+                _log.WriteLine(line);
+                _log.Flush();
             }
+            Lines.Add(_ => line);
+            Volatile.Read(ref Owner)?.ConsoleLine?.Invoke(line);
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+
+        /// <summary>QEMU exited and its console was read to the end (or abandoned after the drain limit).</summary>
+        public void Complete()
         {
-            // QEMU's stdout went away with the process.
+            lock (_lock)
+            {
+                if (_completed)
+                    return;
+                _completed = true;
+                _log.Dispose();
+            }
+            Lines.Complete();
         }
-        finally
-        {
-            await log.DisposeAsync();
-            _console.Complete();
-        }
+
+        public void Dispose() => Complete();
     }
 
     private string ConsoleTail(int lines = 5)
     {
-        var all = _console.Snapshot();
+        var all = _console.Lines.Snapshot();
         return all.Count == 0 ? "(none)" : string.Join(" | ", all.Skip(Math.Max(0, all.Count - lines)));
     }
 }

@@ -1,7 +1,7 @@
 using System.Diagnostics;
-using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Processes;
 
 namespace StreamClone.Qemu;
 
@@ -23,20 +23,21 @@ public sealed partial class VmLauncher : IAsyncDisposable
     /// <summary>QEMU creates its -qmp socket before it starts the guest; this bounds a QEMU that never does.</summary>
     private static readonly TimeSpan QmpSocketTimeout = TimeSpan.FromSeconds(15);
 
-    private readonly Process _process;
+    /// <summary>QEMU's stderr lines kept for failure messages: any start error fits many times over.</summary>
+    private const int KeptStderrLines = 1000;
+
+    private readonly RunningProcess _process;
     private readonly ILogger _logger;
-    private readonly StringBuilder _stderr = new();
     private readonly bool _ownsWorkDir;
     private readonly bool _ownsDisk;
-    private Task _consoleTask = Task.CompletedTask;
-    private Task _stderrTask = Task.CompletedTask;
     private QmpClient? _qmp;
     private int _disposed;
 
-    private VmLauncher(Process process, VmOptions options, VmAccel accel, string workDir, bool ownsWorkDir,
+    private VmLauncher(RunningProcess process, ConsoleRecorder console, VmOptions options, VmAccel accel, string workDir, bool ownsWorkDir,
         string qmpSocket, string? diskPath, bool ownsDisk, IReadOnlyList<string> arguments, ILogger logger)
     {
         _process = process;
+        _console = console;
         Options = options;
         Accel = accel;
         WorkDir = workDir;
@@ -46,8 +47,9 @@ public sealed partial class VmLauncher : IAsyncDisposable
         _ownsDisk = ownsDisk;
         Arguments = arguments;
         _logger = logger;
-        ConsoleLogPath = Path.Combine(workDir, "console.log");
+        ConsoleLogPath = console.LogPath;
         Exited = WaitForExitAsync();
+        Volatile.Write(ref console.Owner, this);
     }
 
     public VmOptions Options { get; }
@@ -127,30 +129,30 @@ public sealed partial class VmLauncher : IAsyncDisposable
                 File.Delete(qmpSocket);
 
             var arguments = BuildArguments(options, accel, qmpSocket, diskPath);
-            var psi = new ProcessStartInfo(options.QemuBinary)
-            {
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var a in arguments)
-                psi.ArgumentList.Add(a);
             QemuLog.VmStarting(logger, accel.ToString().ToLowerInvariant(), options.QemuBinary + " " + string.Join(' ', arguments));
 
-            var process = new Process { StartInfo = psi };
+            // The console's recorder exists before QEMU does, so no line is missed.
+            var console = new ConsoleRecorder(Path.Combine(workDir, "console.log"));
             var started = Stopwatch.StartNew();
+            RunningProcess process;
             try
             {
-                process.Start();
+                process = RunningProcess.Start(new ProcessCommand(options.QemuBinary, arguments)
+                {
+                    Name = "QEMU",
+                    InstallHint = "apt-get install qemu-system-x86",
+                    // The guest's serial console reads requests from QEMU's stdin (WriteConsoleLineAsync).
+                    KeepStdinOpen = true,
+                    StdoutLine = console.Add,
+                    KeptLines = KeptStderrLines,
+                });
             }
-            catch (System.ComponentModel.Win32Exception e)
+            catch (ProcessFailedException e)
             {
-                process.Dispose();
-                throw new VmStartException($"cannot run {options.QemuBinary}: {e.Message} (apt-get install qemu-system-x86)", e);
+                console.Complete();
+                throw new VmStartException(e.Message, e);
             }
-            vm = new VmLauncher(process, options, accel, workDir, ownsWorkDir, qmpSocket, diskPath, ownsDisk, arguments, logger);
-            vm.StartReaders();
+            vm = new VmLauncher(process, console, options, accel, workDir, ownsWorkDir, qmpSocket, diskPath, ownsDisk, arguments, logger);
             try
             {
                 await vm.ConnectQmpAsync(ct);
@@ -182,27 +184,6 @@ public sealed partial class VmLauncher : IAsyncDisposable
             }
             throw;
         }
-    }
-
-    private void StartReaders()
-    {
-        var log = new StreamWriter(ConsoleLogPath, append: false, new UTF8Encoding(false));
-        _consoleTask = Task.Run(() => ReadConsoleLoopAsync(_process.StandardOutput, log));
-        _stderrTask = Task.Run(async () =>
-        {
-            var buffer = new char[4096];
-            int n;
-            while ((n = await _process.StandardError.ReadAsync(buffer)) > 0)
-            {
-                lock (_stderr)
-                {
-                    // Keep the last 16 KiB: enough for any QEMU start error.
-                    _stderr.Append(buffer, 0, n);
-                    if (_stderr.Length > 16384)
-                        _stderr.Remove(0, _stderr.Length - 16384);
-                }
-            }
-        });
     }
 
     private async Task ConnectQmpAsync(CancellationToken ct)
@@ -267,17 +248,18 @@ public sealed partial class VmLauncher : IAsyncDisposable
 
     private string StdErrTail()
     {
-        lock (_stderr)
-            return _stderr.Length == 0 ? "(empty)" : ToolRunner.Tail(_stderr.ToString(), 1500);
+        var text = string.Join(" | ", _process.StderrLines);
+        return text.Length == 0 ? "(empty)" : text.Length <= 1500 ? text : "…" + text[^1500..];
     }
 
     private string ExitDescription() => _process.HasExited ? $"exit code {_process.ExitCode}" : "still running";
 
     private async Task<int> WaitForExitAsync()
     {
-        await _process.WaitForExitAsync(CancellationToken.None);
-        QemuLog.VmExited(_logger, _process.ExitCode);
-        return _process.ExitCode;
+        var exitCode = await _process.Exited;
+        _console.Complete();
+        QemuLog.VmExited(_logger, exitCode);
+        return exitCode;
     }
 
     /// <summary>Asks QEMU to quit (QMP, 2 s), kills it otherwise, then removes the work directory (if the
@@ -289,12 +271,11 @@ public sealed partial class VmLauncher : IAsyncDisposable
         if (_qmp is not null && !_process.HasExited)
             await _qmp.QuitAsync(TimeSpan.FromSeconds(2));
         if (await Task.WhenAny(Exited, Task.Delay(TimeSpan.FromSeconds(3))) != Exited)
-            ToolRunner.TryKill(_process);
+            _process.Kill();
         await ((Task)Exited).WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         if (_qmp is not null)
             await _qmp.DisposeAsync();
-        await Task.WhenAll(_consoleTask, _stderrTask).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        _process.Dispose();
+        await _process.DisposeAsync();
         try
         {
             if (_ownsWorkDir)

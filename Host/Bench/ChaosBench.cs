@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using StreamClone.Perf;
 using StreamClone.Perf.Faults;
+using StreamClone.Processes;
 
 namespace StreamClone.Host.Bench;
 
@@ -111,7 +112,7 @@ internal static class ChaosBench
             }
             return new ChaosReference(Bytes(1, ProxyDirection.Downstream), Bytes(1, ProxyDirection.Upstream),
                 Bytes(2, ProxyDirection.Downstream), Bytes(2, ProxyDirection.Upstream),
-                AllocatedBytes(run.Store), clock.Elapsed.TotalSeconds);
+                await AllocatedBytesAsync(run.Store, ct), clock.Elapsed.TotalSeconds);
         }
         finally
         {
@@ -121,13 +122,10 @@ internal static class ChaosBench
     }
 
     /// <summary>Bytes the store's files occupy on disk (sparse object files count only their data), via du.</summary>
-    private static long AllocatedBytes(string directory)
+    private static async Task<long> AllocatedBytesAsync(string directory, CancellationToken ct)
     {
-        var info = new ProcessStartInfo("du", ["-s", "-B1", directory]) { RedirectStandardOutput = true, UseShellExecute = false };
-        using var du = Process.Start(info)!;
-        var output = du.StandardOutput.ReadToEnd();
-        du.WaitForExit();
-        return long.Parse(output.Split('\t')[0], System.Globalization.CultureInfo.InvariantCulture);
+        var du = await ProcessRunner.RunAsync(new("du", ["-s", "-B1", directory]), ct);
+        return long.Parse(du.Stdout.Split('\t')[0], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private static async Task<ChaosRunResult> RunOneAsync(ChaosSettings settings, int index, ChaosPlan plan, ChaosReference reference, CancellationToken ct)
@@ -182,7 +180,7 @@ internal static class ChaosBench
     /// <summary>`inspect --store DIR --verify` as an operator would run it: exit 0 = every present chunk re-hashes to its manifest hash.</summary>
     private static async Task<bool> InspectVerifyAsync(string store, CancellationToken ct)
     {
-        await using var inspect = ChildProcess.Start("inspect", ["inspect", "--store", store, "--verify", "--json"]);
+        await using var inspect = RunningProcess.Start(ProcessCommand.ThisProgram("inspect", ["inspect", "--store", store, "--verify", "--json"]));
         return await inspect.WaitAsync(TimeSpan.FromMinutes(5), ct) == 0;
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using StreamClone.Perf.Faults;
+using StreamClone.Processes;
 
 namespace StreamClone.Host.Bench;
 
@@ -32,11 +33,11 @@ internal sealed partial class ChaosRun : IAsyncDisposable
     private readonly List<ChaosExit> _exits = [];
     private readonly List<string> _events = [];
     private readonly List<string> _stderr = [];
-    private readonly HashSet<ChildProcess> _killed = [];
-    private readonly List<ChildProcess> _started = [];
+    private readonly HashSet<RunningProcess> _killed = [];
+    private readonly List<RunningProcess> _started = [];
     private FaultProxy? _proxy;
-    private ChildProcess? _source;
-    private ChildProcess? _sink;
+    private RunningProcess? _source;
+    private RunningProcess? _sink;
     private TmpfsMount? _mount;
     private int _sourceStarts;
     private int _sinkStarts;
@@ -185,7 +186,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
         AddEvent($"{ChaosPlan.Key(_plan.Fault)} applied at {Proxy.History[0].BytesRead(ProxyDirection.Downstream)} bulk bytes");
     }
 
-    private void Kill(ChildProcess process)
+    private void Kill(RunningProcess process)
     {
         lock (_killed)
         {
@@ -194,7 +195,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
         process.Kill();
     }
 
-    private bool WasKilled(ChildProcess process)
+    private bool WasKilled(RunningProcess process)
     {
         lock (_killed)
         {
@@ -206,13 +207,13 @@ internal sealed partial class ChaosRun : IAsyncDisposable
     {
         var portFile = Path.Combine(_dir, $"port-{_sourceStarts}");
         _sourceStarts++;
-        _source = ChildProcess.Start($"source#{_sourceStarts}",
+        _source = RunningProcess.Start(ProcessCommand.ThisProgram($"source#{_sourceStarts}",
         [
             "source", "--image", _settings.Image, "--listen", "127.0.0.1:0", "--port-file", portFile,
             "--snapshot-id", SnapshotId, "--json", .. _settings.SecurityArguments,
-        ]);
+        ]));
         _started.Add(_source);
-        var port = await ChildProcess.WaitForPortFileAsync(portFile, _source, TimeSpan.FromSeconds(60));
+        var port = await PortFile.WaitAsync(portFile, _source, TimeSpan.FromSeconds(60), ct);
         ct.ThrowIfCancellationRequested();
         return port;
     }
@@ -242,13 +243,13 @@ internal sealed partial class ChaosRun : IAsyncDisposable
     private void StartSink()
     {
         _sinkStarts++;
-        _sink = ChildProcess.Start($"sink#{_sinkStarts}",
+        _sink = RunningProcess.Start(ProcessCommand.ThisProgram($"sink#{_sinkStarts}",
         [
             // No free-space margin: the store's tmpfs is sized to the offer, and the fault is what fills it.
             "sink", "--connect", $"127.0.0.1:{Proxy.EndPoint.Port}", "--store", Store, "--json", "--free-space-margin", "0",
             "--probe-reads", _settings.ProbeReads.ToString(System.Globalization.CultureInfo.InvariantCulture), "--probe-spacing-ms", "5",
             .. _settings.SecurityArguments,
-        ]);
+        ]));
         _started.Add(_sink);
     }
 
@@ -272,7 +273,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
                 tick.CancelAfter(TimeSpan.FromMilliseconds(200));
                 try
                 {
-                    await Task.WhenAny(_sink.ExitedAsync(tick.Token), _source.ExitedAsync(tick.Token));
+                    await Task.WhenAny(_sink.Exited.WaitAsync(tick.Token), _source.Exited.WaitAsync(tick.Token));
                 }
                 catch (OperationCanceledException) when (!ct.IsCancellationRequested)
                 {
@@ -282,7 +283,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
 
             if (_source.HasExited)
             {
-                await _source.ExitedAsync(ct);
+                await _source.Exited.WaitAsync(ct);
                 RecordExit(_source, isSink: false);
                 if (_sourceStarts > _settings.MaxRestarts)
                 {
@@ -295,7 +296,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
             }
             if (_sink.HasExited)
             {
-                await _sink.ExitedAsync(ct);
+                await _sink.Exited.WaitAsync(ct);
                 var exit = RecordExit(_sink, isSink: true);
                 if (exit.Code == 0)
                 {
@@ -338,9 +339,9 @@ internal sealed partial class ChaosRun : IAsyncDisposable
         }
     }
 
-    private ChaosExit RecordExit(ChildProcess process, bool isSink)
+    private ChaosExit RecordExit(RunningProcess process, bool isSink)
     {
-        var stderr = process.StandardError;
+        var stderr = process.Stderr;
         var killed = WasKilled(process);
         var clear = ChaosCheck.IsClearFailure(stderr, out var line);
         var exit = new ChaosExit(process.Name, process.ExitCode, killed, process.ExitCode == 0 || clear, line);
@@ -384,7 +385,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
     /// <summary>Kills what still runs (the source serves until stopped) and records anything that ended on its own meanwhile.</summary>
     private async Task StopAllAsync()
     {
-        foreach (var process in (ChildProcess?[])[_sink, _source])
+        foreach (var process in (RunningProcess?[])[_sink, _source])
         {
             if (process is null)
             {
@@ -395,7 +396,7 @@ internal sealed partial class ChaosRun : IAsyncDisposable
             try
             {
                 using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-                await process.ExitedAsync(wait.Token);
+                await process.Exited.WaitAsync(wait.Token);
             }
             catch (OperationCanceledException)
             {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using StreamClone.Perf;
+using StreamClone.Processes;
 
 namespace StreamClone.Host.Bench;
 
@@ -29,28 +30,28 @@ internal static class PipelineBench
         Directory.CreateDirectory(workDir);
         var portFile = Path.Combine(workDir, $"port-{Guid.NewGuid():N}");
         var inv = CultureInfo.InvariantCulture;
-        await using var source = ChildProcess.Start("source",
+        await using var source = RunningProcess.Start(ProcessCommand.ThisProgram("source",
         [
             "source", "--image", input, "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json",
             "--chunk-size", s.ChunkSize.ToString(inv), "--batch-chunks", s.BatchChunks.ToString(inv), "--level", s.Level.ToString(inv),
             "--parallelism", s.Parallelism.ToString(inv), "--notsent-lowat", s.NotSentLowat.ToString(inv),
             .. s.SecurityArguments,
-        ]);
-        var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
+        ]));
+        var port = await PortFile.WaitAsync(portFile, source, TimeSpan.FromSeconds(60), ct);
         File.Delete(portFile);
-        await using var sink = ChildProcess.Start("sink",
+        await using var sink = RunningProcess.Start(ProcessCommand.ThisProgram("sink",
         [
             "sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json",
             "--probe-reads", s.ProbeReads.ToString(inv), "--parallelism", s.Parallelism.ToString(inv),
             .. s.SecurityArguments,
-        ]);
+        ]));
         var timeout = TimeSpan.FromMinutes(30);
         var sinkExit = await sink.WaitAsync(timeout, ct);
         var sourceExit = await source.WaitAsync(TimeSpan.FromSeconds(60), ct);
         if (sinkExit != 0 || sourceExit != 0)
         {
             throw new InvalidOperationException(
-                $"transfer failed (sink exit {sinkExit}, source exit {sourceExit}).\nsink stderr:\n{sink.StandardError}\nsource stderr:\n{source.StandardError}");
+                $"transfer failed (sink exit {sinkExit}, source exit {sourceExit}).\nsink stderr:\n{sink.Stderr}\nsource stderr:\n{source.Stderr}");
         }
         using var sinkJson = JsonDocument.Parse(sink.LastLine);
         using var sourceJson = JsonDocument.Parse(source.LastLine);

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using StreamClone.Clone;
+using StreamClone.Processes;
 using StreamClone.Qemu;
 using StreamClone.Store;
 using StreamClone.TestGuest;
@@ -45,13 +46,13 @@ internal static partial class SnapshotBench
 
         var clock = Stopwatch.StartNew();
         var portFile = Path.Combine(work, "port");
-        await using var source = ChildProcess.Start("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. securityArguments]);
-        var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
+        await using var source = RunningProcess.Start(ProcessCommand.ThisProgram("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. securityArguments]));
+        var port = await PortFile.WaitAsync(portFile, source, TimeSpan.FromSeconds(60), ct);
         var store = Path.Combine(work, "store");
-        await using var sink = ChildProcess.Start("sink", ["sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json", .. securityArguments]);
+        await using var sink = RunningProcess.Start(ProcessCommand.ThisProgram("sink", ["sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json", .. securityArguments]));
         if (await sink.WaitAsync(TimeSpan.FromMinutes(20), ct) != 0 | await source.WaitAsync(TimeSpan.FromMinutes(1), ct) != 0)
         {
-            throw new InvalidOperationException($"snapshot transfer failed.\nsink: {sink.StandardError}\nsource: {source.StandardError}");
+            throw new InvalidOperationException($"snapshot transfer failed.\nsink: {sink.Stderr}\nsource: {source.Stderr}");
         }
         var snapshotSeconds = clock.Elapsed.TotalSeconds;
         using var sourceJson = JsonDocument.Parse(source.LastLine);

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
+using StreamClone.Processes;
 
 namespace StreamClone.Host.Bench;
 
@@ -30,17 +30,11 @@ internal sealed class TmpfsMount : IAsyncDisposable
     private static async Task RunAsync(string[] command, CancellationToken ct)
     {
         var (tool, args) = (command[0], command[1..]);
-        var info = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var arg in args)
+        var result = await ProcessRunner.RunAsync(new(tool, args), ct, check: false);
+        if (result.ExitCode != 0)
         {
-            info.ArgumentList.Add(arg);
-        }
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync(ct);
-        await process.WaitForExitAsync(ct);
-        if (process.ExitCode != 0)
-        {
-            throw new IOException($"{tool} {string.Join(' ', args)} failed: {(await stderr).Trim()}");
+            // IOException: the dispose path falls back to a lazy unmount on it.
+            throw new IOException($"{tool} {string.Join(' ', args)} failed: {result.Stderr.Trim().ReplaceLineEndings(" | ")}");
         }
     }
 

@@ -6,7 +6,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
 using StreamClone.Clone;
-using StreamClone.Host.Bench;
+using StreamClone.Processes;
 using StreamClone.Qemu;
 using StreamClone.Shared;
 using StreamClone.Sink;
@@ -81,8 +81,8 @@ internal static partial class DemoCommand
 
             // The source is its own process, as on a real host; the sink runs here to show its progress.
             var portFile = Path.Combine(work, "port");
-            await using var source = ChildProcess.Start("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. security.ChildArguments(r)]);
-            var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
+            await using var source = RunningProcess.Start(ProcessCommand.ThisProgram("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. security.ChildArguments(r)]));
+            var port = await PortFile.WaitAsync(portFile, source, TimeSpan.FromSeconds(60), ct);
             var snapshotClock = Stopwatch.StartNew();
             using var store = ChunkStore.Open(Path.Combine(work, "store"), logger);
             SinkSession? session = null;

@@ -2,8 +2,8 @@ using System.CommandLine;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
-using StreamClone.Host.Bench;
 using StreamClone.Perf;
+using StreamClone.Processes;
 using StreamClone.Shared;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
@@ -61,8 +61,8 @@ internal static class DemoImage
         // starts, so a first run creates the default PKI once, here.
         var tls = security.Resolve(r, logging.CreateLogger("demo"));
         var portFile = Path.Combine(work, "port");
-        await using var source = ChildProcess.Start("source", ["source", "--image", image, "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. security.ChildArguments(r)]);
-        var port = await ChildProcess.WaitForPortFileAsync(portFile, source, TimeSpan.FromSeconds(60));
+        await using var source = RunningProcess.Start(ProcessCommand.ThisProgram("source", ["source", "--image", image, "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. security.ChildArguments(r)]));
+        var port = await PortFile.WaitAsync(portFile, source, TimeSpan.FromSeconds(60), ct);
         AnsiConsole.MarkupLine($"[grey]source:[/] process {source.Id} listening on 127.0.0.1:{port}");
 
         using var store = ChunkStore.Open(Path.Combine(work, "store"), logging.CreateLogger("sink"));

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
+using StreamClone.Processes;
 
 namespace StreamClone.Perf;
 
@@ -42,27 +43,25 @@ public static partial class NativeZstdBaseline
         var dir = Directory.CreateDirectory(Path.Combine(workDirectory ?? Path.GetTempPath(), $"streamclone-native-{Guid.NewGuid():N}"));
         var output = Path.Combine(dir.FullName, "out.img");
         var count = Path.Combine(dir.FullName, "count.txt");
-        Process? receiver = null, sender = null;
+        RunningProcess? receiver = null, sender = null;
         try
         {
             // The port comes from a probe socket that is closed before socat binds it, so another
             // process on this shared machine can take it in between: then socat exits, and we retry.
             int port = 0;
-            Task<string> receiverErrors = Task.FromResult("");
             for (var attempt = 1; ; attempt++)
             {
                 port = FreeLoopbackPort();
                 receiver = StartShell(
                     $"socat -u TCP-LISTEN:{port},reuseaddr,bind=127.0.0.1 STDOUT | dd bs=1M 2>{Quote(count)} | zstd -d -q -c > {Quote(output)}");
-                receiverErrors = receiver.StandardError.ReadToEndAsync(ct);
                 try
                 {
-                    await WaitUntilListeningAsync(port, receiver, receiverErrors, ct);
+                    await WaitUntilListeningAsync(port, receiver, ct);
                     break;
                 }
                 catch (InvalidOperationException) when (attempt < ListenAttempts)
                 {
-                    Stop(receiver);
+                    await receiver.DisposeAsync();
                     receiver = null;
                 }
             }
@@ -70,18 +69,16 @@ public static partial class NativeZstdBaseline
             var stopwatch = Stopwatch.StartNew();
             var levelFlag = level < 0 ? $"--fast={-level}" : level > 19 ? $"--ultra -{level}" : $"-{level}";
             sender = StartShell($"zstd {levelFlag} -T{threads} -q -c {Quote(input)} | socat -u STDIN TCP:127.0.0.1:{port}");
-            var senderErrors = sender.StandardError.ReadToEndAsync(ct);
-            await sender.WaitForExitAsync(ct);
-            if (sender.ExitCode != 0)
+            if (await sender.Exited.WaitAsync(ct) != 0)
             {
                 // The receiver would wait for a connection forever; the finally block kills it.
-                throw new InvalidOperationException($"native sender failed (exit {sender.ExitCode}): {(await senderErrors).Trim()}");
+                throw new InvalidOperationException($"native sender failed (exit {sender.ExitCode}): {sender.OutputTail()}");
             }
-            await receiver.WaitForExitAsync(ct);
+            await receiver.Exited.WaitAsync(ct);
             var seconds = stopwatch.Elapsed.TotalSeconds;
             if (receiver.ExitCode != 0)
             {
-                throw new InvalidOperationException($"native receiver failed (exit {receiver.ExitCode}): {(await receiverErrors).Trim()}");
+                throw new InvalidOperationException($"native receiver failed (exit {receiver.ExitCode}): {receiver.OutputTail()}");
             }
 
             var inputBytes = new FileInfo(input).Length;
@@ -91,8 +88,14 @@ public static partial class NativeZstdBaseline
         }
         finally
         {
-            Stop(sender);
-            Stop(receiver);
+            if (sender is not null)
+            {
+                await sender.DisposeAsync();
+            }
+            if (receiver is not null)
+            {
+                await receiver.DisposeAsync();
+            }
             try
             {
                 dir.Delete(recursive: true);
@@ -104,45 +107,19 @@ public static partial class NativeZstdBaseline
         }
     }
 
-    private static Process StartShell(string script)
-    {
+    private static RunningProcess StartShell(string script) =>
         // bash for pipefail: a failing zstd in the middle of a pipe must fail the run.
-        var info = new ProcessStartInfo("bash", ["-o", "pipefail", "-c", script])
+        RunningProcess.Start(new ProcessCommand("bash", ["-o", "pipefail", "-c", script])
         {
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        // dd's summary line is parsed; keep it in the C locale.
-        info.Environment["LC_ALL"] = "C";
-        return Process.Start(info) ?? throw new InvalidOperationException("could not start bash");
-    }
-
-    private static void Stop(Process? process)
-    {
-        if (process is null)
-        {
-            return;
-        }
-        try
-        {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit(5000);
-            }
-        }
-        catch (InvalidOperationException)
-        {
-            // Exited between the check and the kill.
-        }
-        process.Dispose();
-    }
+            // dd's summary line is parsed; keep it in the C locale.
+            Environment = new Dictionary<string, string?> { ["LC_ALL"] = "C" },
+        });
 
     /// <summary>
     /// socat listens once and exits after its first connection, so a probe connect would use it
     /// up; instead look for the socket in LISTEN state (st 0A) in /proc/net/tcp.
     /// </summary>
-    private static async Task WaitUntilListeningAsync(int port, Process receiver, Task<string> receiverErrors, CancellationToken ct)
+    private static async Task WaitUntilListeningAsync(int port, RunningProcess receiver, CancellationToken ct)
     {
         var local = $"0100007F:{port:X4}";
         var deadline = Stopwatch.StartNew();
@@ -150,7 +127,7 @@ public static partial class NativeZstdBaseline
         {
             if (receiver.HasExited)
             {
-                throw new InvalidOperationException($"socat receiver exited with {receiver.ExitCode} before listening on port {port}: {(await receiverErrors).Trim()}");
+                throw new InvalidOperationException($"socat receiver exited with {receiver.ExitCode} before listening on port {port}: {receiver.OutputTail()}");
             }
             foreach (var line in await File.ReadAllLinesAsync("/proc/net/tcp", ct))
             {
@@ -160,7 +137,9 @@ public static partial class NativeZstdBaseline
                     return;
                 }
             }
-            await Task.Delay(10, ct);
+            // socat has no "listening" event to await (nor a port file): this poll is bounded by ListenTimeout.
+            await Task.WhenAny(receiver.Exited, Task.Delay(10, ct));
+            ct.ThrowIfCancellationRequested();
         }
         throw new TimeoutException($"socat did not listen on 127.0.0.1:{port} within {ListenTimeout.TotalSeconds} s");
     }

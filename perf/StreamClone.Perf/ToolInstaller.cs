@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using StreamClone.Processes;
 
 namespace StreamClone.Perf;
 
@@ -16,7 +16,7 @@ public static class ToolInstaller
         // Serialised: two tests asking at once would otherwise race on dpkg's lock.
         lock (Gate)
         {
-            var missing = packages.Where(p => FindOnPath(p) is null).ToArray();
+            var missing = packages.Where(p => ProcessRunner.FindOnPath(p) is null).ToArray();
             if (missing.Length == 0)
             {
                 return;
@@ -29,7 +29,7 @@ public static class ToolInstaller
                 var (updateCode, updateOutput) = RunAptGet("update");
                 (code, output) = updateCode == 0 ? RunAptGet(install) : (updateCode, updateOutput);
             }
-            var stillMissing = missing.Where(p => FindOnPath(p) is null).ToArray();
+            var stillMissing = missing.Where(p => ProcessRunner.FindOnPath(p) is null).ToArray();
             if (code != 0 || stillMissing.Length != 0)
             {
                 throw new InvalidOperationException(
@@ -40,39 +40,23 @@ public static class ToolInstaller
     }
 
     /// <summary>Full path of an executable on PATH, or null.</summary>
-    public static string? FindOnPath(string command)
-    {
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(dir, command);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-        return null;
-    }
+    public static string? FindOnPath(string command) => ProcessRunner.FindOnPath(command);
 
     private static (int ExitCode, string Output) RunAptGet(string arguments)
     {
-        var info = new ProcessStartInfo("apt-get", arguments)
+        var aptGet = new ProcessCommand("apt-get", arguments.Split(' '))
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
+            Environment = new Dictionary<string, string?> { ["DEBIAN_FRONTEND"] = "noninteractive" },
         };
-        info.Environment["DEBIAN_FRONTEND"] = "noninteractive";
         try
         {
-            using var process = Process.Start(info)!;
-            var stderr = process.StandardError.ReadToEndAsync();
-            var stdout = process.StandardOutput.ReadToEnd();
-            process.WaitForExit();
-            return (process.ExitCode, stdout + stderr.GetAwaiter().GetResult());
+            // Blocking on purpose: callers are synchronous set-up steps, serialised by Gate.
+            var result = ProcessRunner.RunAsync(aptGet, CancellationToken.None, check: false).GetAwaiter().GetResult();
+            return (result.ExitCode, result.Stdout + result.Stderr);
         }
-        catch (System.ComponentModel.Win32Exception ex)
+        catch (ProcessFailedException ex)
         {
-            return (-1, $"apt-get could not be started: {ex.Message}");
+            return (-1, ex.Message);
         }
     }
 

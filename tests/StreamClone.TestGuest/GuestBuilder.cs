@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Processes;
 using StreamClone.Qemu;
 
 namespace StreamClone.TestGuest;
@@ -115,9 +116,9 @@ public static class GuestBuilder
 
             var source = Path.Combine(staging, "workload.c");
             await File.WriteAllTextAsync(source, workload, ct);
-            await ToolRunner.RunAsync("gcc", ["-static", "-O2", "-Wall", "-o", Path.Combine(root, "workload"), source], ct);
+            await ProcessRunner.RunAsync(new("gcc", ["-static", "-O2", "-Wall", "-o", Path.Combine(root, "workload"), source]), ct);
 
-            File.Copy(ToolRunner.FindOnPath("busybox") ?? throw new InvalidOperationException("busybox not found on PATH"),
+            File.Copy(ProcessRunner.FindOnPath("busybox") ?? throw new InvalidOperationException("busybox not found on PATH"),
                 Path.Combine(root, "bin", "busybox"));
             await File.WriteAllTextAsync(Path.Combine(root, "init"), init, ct);
             if (!OperatingSystem.IsWindows())
@@ -134,16 +135,19 @@ public static class GuestBuilder
             await File.WriteAllTextAsync(Path.Combine(root, "modules.order"), order.ToString(), ct);
 
             // cpio newc with root ownership, gzip: the format the kernel unpacks as initramfs.
-            await ToolRunner.RunAsync("bash",
-                ["-c", "set -euo pipefail; find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 > ../initrd.gz"],
-                ct, workingDirectory: root);
+            await ProcessRunner.RunAsync(
+                new("bash", ["-c", "set -euo pipefail; find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 > ../initrd.gz"])
+                {
+                    WorkingDirectory = root,
+                },
+                ct);
 
             File.Copy(kernelFile, Path.Combine(staging, KernelName));
 
             var disk = Path.Combine(staging, DiskName);
             await using (var fs = new FileStream(disk, FileMode.CreateNew))
                 fs.SetLength((long)options.DiskSizeMiB << 20);
-            await ToolRunner.RunAsync("mkfs.ext4", ["-F", "-q", "-L", "scdata", disk], ct);
+            await ProcessRunner.RunAsync(new("mkfs.ext4", ["-F", "-q", "-L", "scdata", disk]), ct);
 
             foreach (var name in new[] { KernelName, InitrdName, DiskName })
                 File.Move(Path.Combine(staging, name), Path.Combine(outDir, name), overwrite: true);
@@ -161,7 +165,7 @@ public static class GuestBuilder
 
     private static async Task EnsurePackagesAsync(bool install, ILogger logger, CancellationToken ct)
     {
-        var missing = Tools.Where(t => ToolRunner.FindOnPath(t.Tool) is null).Select(t => t.Package).ToList();
+        var missing = Tools.Where(t => ProcessRunner.FindOnPath(t.Tool) is null).Select(t => t.Package).ToList();
         if (!Directory.Exists("/boot") || !Directory.EnumerateFiles("/boot", "vmlinuz-*-cloud-amd64").Any())
             missing.Add("linux-image-cloud-amd64");
         if (!File.Exists("/usr/include/stdio.h"))
@@ -174,13 +178,19 @@ public static class GuestBuilder
         QemuLog.InstallingPackages(logger, string.Join(' ', missing));
         // Other engineers' builds may hold the dpkg lock: wait for it instead of failing.
         string[] aptArgs = ["-o", "DPkg::Lock::Timeout=600", "install", "-y", .. missing];
-        var first = await ToolRunner.RunAsync("apt-get", aptArgs, ct, check: false);
+        var first = await ProcessRunner.RunAsync(AptGet(aptArgs), ct, check: false);
         if (first.ExitCode != 0)
         {
-            await ToolRunner.RunAsync("apt-get", ["-o", "DPkg::Lock::Timeout=600", "update"], ct);
-            await ToolRunner.RunAsync("apt-get", aptArgs, ct);
+            await ProcessRunner.RunAsync(AptGet(["-o", "DPkg::Lock::Timeout=600", "update"]), ct);
+            await ProcessRunner.RunAsync(AptGet(aptArgs), ct);
         }
     }
+
+    /// <summary>apt-get that never stops to ask.</summary>
+    private static ProcessCommand AptGet(string[] arguments) => new("apt-get", arguments)
+    {
+        Environment = new Dictionary<string, string?> { ["DEBIAN_FRONTEND"] = "noninteractive" },
+    };
 
     /// <summary>Newest /boot/vmlinuz-*-cloud-amd64 that this process can read.</summary>
     private static (string File, string Version) FindCloudKernel()
@@ -280,7 +290,7 @@ public static class GuestBuilder
         var tool = path.EndsWith(".xz", StringComparison.Ordinal) ? "xz"
             : path.EndsWith(".zst", StringComparison.Ordinal) ? "zstd"
             : throw new InvalidOperationException($"unknown module compression: {path}");
-        await ToolRunner.RunAsync("sh", ["-c", $"{tool} -dc \"$1\" > \"$2\"", "sh", path, dest], ct);
+        await ProcessRunner.RunAsync(new("sh", ["-c", $"{tool} -dc \"$1\" > \"$2\"", "sh", path, dest]), ct);
         return name;
     }
 

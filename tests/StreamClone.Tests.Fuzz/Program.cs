@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using StreamClone.Processes;
 using StreamClone.Tests.Fuzz;
 using StreamClone.Tests.Fuzz.Targets;
 
@@ -127,31 +128,28 @@ internal static class Runner
 
     private static async Task<int> RunChildAsync(string name, double seconds, string status, string crashes, int seed, bool resume)
     {
-        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = false };
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
+        var command = ProcessCommand.ThisProgram($"fuzz child {name}",
+            ["child", name, "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--status", status, "--crashes", crashes,
+             "--seed", seed.ToString(CultureInfo.InvariantCulture), "--resume", resume ? "true" : "false"]) with
         {
-            start.ArgumentList.Add(typeof(Runner).Assembly.Location);
-        }
-        foreach (var arg in new[] { "child", name, "--seconds", seconds.ToString(CultureInfo.InvariantCulture),
-            "--status", status, "--crashes", crashes, "--seed", seed.ToString(CultureInfo.InvariantCulture), "--resume", resume ? "true" : "false" })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        using var child = Process.Start(start)!;
+            // The child's lines are this runner's: passed through as they come.
+            StdoutLine = Console.Out.WriteLine,
+            StderrLine = Console.Error.WriteLine,
+            KeptLines = 0,
+        };
+        await using var child = RunningProcess.Start(command);
         // The child's own watchdog ends a hung input after FuzzLoop.HangLimit; this guard covers a child
         // too broken to run its watchdog.
-        using var guard = new CancellationTokenSource(TimeSpan.FromSeconds(seconds + 120));
         try
         {
-            await child.WaitForExitAsync(guard.Token);
+            return await child.Exited.WaitAsync(TimeSpan.FromSeconds(seconds + 120));
         }
-        catch (OperationCanceledException)
+        catch (TimeoutException)
         {
-            child.Kill(entireProcessTree: true);
-            await child.WaitForExitAsync();
+            child.Kill();
+            await child.Exited;
             return -1;
         }
-        return child.ExitCode;
     }
 
     public static int Child(string name, Options options)

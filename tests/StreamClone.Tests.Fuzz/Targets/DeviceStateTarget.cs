@@ -1,5 +1,5 @@
 using StreamClone.Qemu.Migration;
-using StreamClone.Tests.Unit.QemuStream;
+using StreamClone.Tests.Utilities;
 
 namespace StreamClone.Tests.Fuzz.Targets;
 

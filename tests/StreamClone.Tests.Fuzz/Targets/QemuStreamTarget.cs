@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using StreamClone.Qemu.Migration;
-using StreamClone.Tests.Unit.QemuStream;
+using StreamClone.Tests.Utilities;
 using F = StreamClone.Qemu.Migration.QemuStreamFormat;
 
 namespace StreamClone.Tests.Fuzz.Targets;

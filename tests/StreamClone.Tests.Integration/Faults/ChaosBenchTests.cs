@@ -1,5 +1,4 @@
 using System.Text.Json;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Faults;
 

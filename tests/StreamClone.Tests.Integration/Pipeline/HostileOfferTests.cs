@@ -25,7 +25,7 @@ public class HostileOfferTests
     };
 
     /// <summary>The sink ended with exactly one line on stderr (its log's or the CLI's) and no stack trace.</summary>
-    private static string AssertOneLine(StreamCloneProcess sink)
+    private static string AssertOneLine(RunningProcess sink)
     {
         var lines = sink.StderrLines;
         Assert.True(lines.Length == 1, $"expected one stderr line, got {lines.Length}:\n{sink.Stderr}");

@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Store;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;
 

@@ -1,5 +1,4 @@
 using StreamClone.Shared.Model;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;
 

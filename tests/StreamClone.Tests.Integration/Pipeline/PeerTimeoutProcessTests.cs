@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -125,14 +124,6 @@ public class PeerTimeoutProcessTests
     }
 
     /// <summary>Waits until the source has logged <paramref name="text"/> (a session id; logged at Warning or above when a peer is refused or fails).</summary>
-    private static async Task WaitForLogAsync(StreamCloneProcess source, string text)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!source.Stderr.Contains(text, StringComparison.Ordinal))
-        {
-            Assert.True(clock.Elapsed < Guard, $"the source never logged {text}:\n{source.Stderr}");
-            Assert.False(source.HasExited, $"the source exited:\n{source.Stderr}");
-            await Task.Delay(20, Ct);
-        }
-    }
+    private static Task WaitForLogAsync(RunningProcess source, string text) =>
+        source.WaitForLineAsync(OutputStream.Stderr, l => l.Contains(text, StringComparison.Ordinal), Guard, Ct);
 }

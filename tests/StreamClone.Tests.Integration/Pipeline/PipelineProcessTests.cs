@@ -10,7 +10,7 @@ public class PipelineProcessTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
 
-    private static async Task<(int Exit, JsonDocument? Summary, StreamCloneProcess Sink)> RunSinkAsync(int port, string store)
+    private static async Task<(int Exit, JsonDocument? Summary, RunningProcess Sink)> RunSinkAsync(int port, string store)
     {
         var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json", "--log-level", "Information");
         var exit = await sink.WaitAsync(Timeout);
@@ -92,13 +92,8 @@ public class PipelineProcessTests
             // Kill once the store's journal shows ~3000 of the 8192 chunks durable (48-byte records
             // after a 16-byte header): the proxy's byte count would mislead, since kernel buffers
             // hold megabytes the sink has not read yet.
-            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-            while (JournalBytes(store) < 16 + (48 * 3000))
-            {
-                Assert.False(victim.HasExited, victim.Stderr);
-                Assert.True(DateTime.UtcNow < deadline, "the sink made no durable progress");
-                await Task.Delay(5);
-            }
+            await FileWatch.UntilAsync(dir.Path, () => JournalBytes(store) >= 16 + (48 * 3000), TimeSpan.FromMinutes(2),
+                () => $"the sink made no durable progress:\n{victim.Stderr}", victim.Exited, TestContext.Current.CancellationToken);
             victim.Kill();
         }
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -104,12 +103,8 @@ public class StoreProcessTests
                 "--free-space-margin", "0", "--json"))
             {
                 var snapshots = Path.Combine(storePath, "snapshots");
-                var clock = Stopwatch.StartNew();
-                while (!(Directory.Exists(snapshots) && Directory.EnumerateDirectories(snapshots).Any()))
-                {
-                    Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60) && !full.HasExited, $"the sink did not take the offer:\n{full.Stderr}");
-                    await Task.Delay(10, TestContext.Current.CancellationToken);
-                }
+                await FileWatch.UntilAsync(mount, () => Directory.Exists(snapshots) && Directory.EnumerateDirectories(snapshots).Any(), TimeSpan.FromSeconds(60),
+                    () => $"the sink did not take the offer:\n{full.Stderr}", full.Exited, TestContext.Current.CancellationToken);
                 await FillAsync(Path.Combine(mount, "neighbour.bin"));
                 var exit = await full.WaitAsync(TimeSpan.FromMinutes(2));
                 Assert.True(exit == 1, $"exit {exit}\n{full.Stderr}");

@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Qemu;
 using StreamClone.Shared.Model;
 using StreamClone.Store;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;
 
@@ -87,7 +86,7 @@ public class FleecingTests(QemuFixture fixture)
             await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json");
             Assert.True(await sink.WaitAsync(TimeSpan.FromMinutes(5)) == 0, $"sink:\n{sink.Stderr}\nsource:\n{source.Stderr}");
             Assert.False(source.HasExited, source.Stderr);
-            await ExternalTool.RunAsync("kill", "-INT", source.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            await ExternalTool.RunAsync("kill", "-INT", source.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
             var exit = await source.WaitAsync(TimeSpan.FromSeconds(60));
             TestContext.Current.SendDiagnosticMessage($"source interrupted: exit {exit}");
             Assert.DoesNotContain(" at StreamClone.", source.Stderr, StringComparison.Ordinal);

@@ -39,13 +39,8 @@ public class GuestBuilderTests
 
     private static async Task<string> Run(string file, params string[] args)
     {
-        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args)
-            psi.ArgumentList.Add(a);
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        var output = await p.StandardOutput.ReadToEndAsync(Ct);
-        await p.WaitForExitAsync(Ct);
-        Assert.Equal(0, p.ExitCode);
-        return output;
+        var result = await ProcessRunner.RunAsync(new(file, args), Ct, check: false);
+        Assert.Equal(0, result.ExitCode);
+        return result.Stdout;
     }
 }

@@ -3,7 +3,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Clone;
 using StreamClone.Qemu;
 using StreamClone.Store;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;
 

@@ -15,7 +15,6 @@ using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
 using StreamClone.Store;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;
 
@@ -128,14 +127,10 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             // The sink holds the offer (its store has the snapshot): freeze the source there, so QEMU is held
             // mid-stream and the kill lands inside the snapshot however fast the machine is.
             var snapshots = Path.Combine(dir.File("store"), "snapshots");
-            var clock = Stopwatch.StartNew();
-            while (!(Directory.Exists(snapshots) && Directory.EnumerateDirectories(snapshots).Any()))
-            {
-                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the sink did not get the offer:\n{sink.Stderr}");
-                Assert.False(source.HasExited, $"the source ended before the VM was killed:\n{source.Stderr}");
-                await Task.Delay(10, Ct);
-            }
-            await ExternalTool.RunAsync("kill", "-STOP", source.ProcessId.ToString(CultureInfo.InvariantCulture));
+            await FileWatch.UntilAsync(dir.Path, () => Directory.Exists(snapshots) && Directory.EnumerateDirectories(snapshots).Any(), TimeSpan.FromSeconds(30),
+                () => $"the sink did not get the offer (or the source ended before the VM was killed):\nsink:\n{sink.Stderr}\nsource:\n{source.Stderr}",
+                source.Exited, Ct);
+            await ExternalTool.RunAsync("kill", "-STOP", source.Id.ToString(CultureInfo.InvariantCulture));
             try
             {
                 using var qemu = Process.GetProcessById(vm.ProcessId);
@@ -144,7 +139,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
             }
             finally
             {
-                await ExternalTool.RunAsync("kill", "-CONT", source.ProcessId.ToString(CultureInfo.InvariantCulture));
+                await ExternalTool.RunAsync("kill", "-CONT", source.Id.ToString(CultureInfo.InvariantCulture));
             }
 
             var sourceExit = await source.WaitAsync(TimeSpan.FromSeconds(60));
@@ -204,10 +199,26 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         await using var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
         var bulk = session.RunAsync();
         // Wait until the sink stored part of the snapshot: its bulk pass is now waiting for pages that will never come.
-        while (!session.Snapshot.IsPresent(0, 0))
+        var firstPresent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnPresent(int objectId, long index)
         {
-            Assert.False(bulk.IsCompleted, "the sink ended before the stream broke");
-            await Task.Delay(20, stop.Token);
+            if (objectId == 0 && index == 0)
+            {
+                firstPresent.TrySetResult();
+            }
+        }
+        session.Snapshot.ChunkPresent += OnPresent;
+        try
+        {
+            if (!session.Snapshot.IsPresent(0, 0))
+            {
+                await Task.WhenAny(firstPresent.Task, bulk).WaitAsync(TimeSpan.FromSeconds(60), stop.Token);
+            }
+            Assert.True(session.Snapshot.IsPresent(0, 0), $"the sink ended before the stream broke ({bulk.Status})");
+        }
+        finally
+        {
+            session.Snapshot.ChunkPresent -= OnPresent;
         }
 
         if (fault == StreamFault.CutShort)
@@ -229,8 +240,8 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         Assert.Contains(error.Message, late.Message, StringComparison.Ordinal);
 
         // The sink's transfer ends with an error (the source drops the session) instead of waiting for pages.
-        var ended = await Task.WhenAny(bulk, Task.Delay(TimeSpan.FromSeconds(30), Ct));
-        Assert.True(ended == bulk, "the sink still waits for pages that will never come");
+        await ((Task)bulk).WaitAsync(TimeSpan.FromSeconds(30), Ct).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ContinueOnCapturedContext);
+        Assert.True(bulk.IsCompleted, "the sink still waits for pages that will never come");
         Assert.True(bulk.IsFaulted, $"the sink's transfer ended {bulk.Status}");
         TestContext.Current.SendDiagnosticMessage($"{fault}: sink: {bulk.Exception!.InnerException!.Message}");
         // ...and is told why: the source reports the stream's error on the bulk lane.

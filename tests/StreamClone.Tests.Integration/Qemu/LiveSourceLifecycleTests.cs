@@ -8,7 +8,6 @@ using StreamClone.Store;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Qemu;
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 
 namespace StreamClone.Tests.Integration.Qemu;
@@ -9,11 +8,9 @@ namespace StreamClone.Tests.Integration.Qemu;
 /// </summary>
 internal sealed class PlainQemu : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly List<string> _lines = [];
-    private TaskCompletionSource _lineArrived = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly RunningProcess _process;
 
-    private PlainQemu(Process process) => _process = process;
+    private PlainQemu(RunningProcess process) => _process = process;
 
     public int ProcessId => _process.Id;
 
@@ -21,98 +18,31 @@ internal sealed class PlainQemu : IAsyncDisposable
     /// added) and one -qmp monitor per socket (one client each).</summary>
     public static PlainQemu Start(string kernel, string initrd, IEnumerable<string> drives, IEnumerable<string> qmpSockets, int fillMiB = 32)
     {
-        var info = new ProcessStartInfo("qemu-system-x86_64") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
-        foreach (var arg in new[]
-        {
+        List<string> arguments =
+        [
             "-machine", "pc", "-accel", "tcg", "-m", "256M", "-smp", "1", "-nodefaults", "-display", "none",
             "-serial", "stdio", "-monitor", "none", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd,
             "-append", string.Create(CultureInfo.InvariantCulture, $"console=ttyS0 quiet panic=-1 sc.fill={fillMiB}"),
-        })
-        {
-            info.ArgumentList.Add(arg);
-        }
+        ];
         foreach (var drive in drives)
         {
-            info.ArgumentList.Add("-drive");
-            info.ArgumentList.Add($"{drive},if=virtio");
+            arguments.AddRange(["-drive", $"{drive},if=virtio"]);
         }
         foreach (var socket in qmpSockets)
         {
-            info.ArgumentList.Add("-qmp");
-            info.ArgumentList.Add($"unix:{socket},server=on,wait=off");
+            arguments.AddRange(["-qmp", $"unix:{socket},server=on,wait=off"]);
         }
-        var process = new Process { StartInfo = info };
-        var qemu = new PlainQemu(process);
-        process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null)
-            {
-                return;
-            }
-            lock (qemu._lines)
-            {
-                qemu._lines.Add(e.Data.TrimEnd('\r'));
-                qemu._lineArrived.TrySetResult();
-                qemu._lineArrived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            }
-        };
-        process.ErrorDataReceived += (_, _) => { };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return qemu;
+        // stdin stays open: it is the guest's serial input.
+        return new PlainQemu(RunningProcess.Start(new ProcessCommand("qemu-system-x86_64", arguments) { Name = "QEMU", KeepStdinOpen = true }));
     }
 
-    public List<string> Lines
-    {
-        get
-        {
-            lock (_lines)
-            {
-                return [.. _lines];
-            }
-        }
-    }
-
-    /// <summary>The first console line after line <paramref name="after"/> that matches.</summary>
-    public async Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan timeout, int after, CancellationToken ct)
-    {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        cts.CancelAfter(timeout);
-        while (true)
-        {
-            Task next;
-            lock (_lines)
-            {
-                for (var i = after; i < _lines.Count; i++)
-                {
-                    if (match(_lines[i]))
-                    {
-                        return _lines[i];
-                    }
-                }
-                after = _lines.Count;
-                next = _lineArrived.Task;
-            }
-            if (_process.HasExited)
-            {
-                throw new InvalidOperationException($"QEMU exited ({_process.ExitCode}); console:\n{string.Join('\n', Lines.TakeLast(20))}");
-            }
-            try
-            {
-                await next.WaitAsync(cts.Token);
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                throw new TimeoutException($"no matching console line within {timeout}; last lines:\n{string.Join('\n', Lines.TakeLast(10))}");
-            }
-        }
-    }
+    /// <summary>The serial console's lines so far.</summary>
+    public List<string> Lines => [.. _process.StdoutLines];
 
     /// <summary>The guest's tick at least <paramref name="tick"/>.</summary>
     public async Task<GuestLine> TickAtLeastAsync(long tick, CancellationToken ct) =>
-        GuestLine.Parse(await WaitForLineAsync(l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= tick, TimeSpan.FromSeconds(120), 0, ct));
+        GuestLine.Parse(await _process.WaitForLineAsync(OutputStream.Stdout, l => GuestLine.IsTick(l) && GuestLine.Parse(l).Tick >= tick, TimeSpan.FromSeconds(120), ct));
 
     public IReadOnlyList<GuestLine> Ticks => [.. Lines.Where(GuestLine.IsTick).Select(GuestLine.Parse)];
 
@@ -154,27 +84,7 @@ internal sealed class PlainQemu : IAsyncDisposable
         return open;
     }
 
-    public async Task<int> WaitForExitAsync(TimeSpan timeout)
-    {
-        using var cts = new CancellationTokenSource(timeout);
-        await _process.WaitForExitAsync(cts.Token);
-        return _process.ExitCode;
-    }
+    public Task<int> WaitForExitAsync(TimeSpan timeout) => _process.Exited.WaitAsync(timeout);
 
-    public ValueTask DisposeAsync()
-    {
-        try
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill();
-                _process.WaitForExit();
-            }
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _process.Dispose();
-        return ValueTask.CompletedTask;
-    }
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using StreamClone.Qemu;
 using StreamClone.TestGuest;
 using StreamClone.Tests.Integration.Infrastructure;
@@ -71,10 +70,7 @@ public class RestoreCommandTests(QemuFixture fixture, RestoreCommandTests.LiveSt
         using var dir = new TempDir();
         var fake = dir.File("qemu-img");
         await File.WriteAllTextAsync(fake, "#!/bin/sh\necho 'qemu-img: simulated failure' >&2\nexit 1\n");
-        using (var chmod = Process.Start("chmod", ["+x", fake]))
-        {
-            await chmod.WaitForExitAsync();
-        }
+        await ExternalTool.RunAsync("chmod", "+x", fake);
         var path = $"{dir.Path}:{Environment.GetEnvironmentVariable("PATH")}";
         var error = await RestoreFailsAsync(live.StorePath, new Dictionary<string, string> { ["PATH"] = path });
         Assert.Contains("qemu-img", error, StringComparison.Ordinal);
@@ -142,9 +138,7 @@ public class RestoreCommandTests(QemuFixture fixture, RestoreCommandTests.LiveSt
     /// <summary>A copy to damage (cp keeps the objects' holes).</summary>
     private static async Task<string> CopyStoreAsync(string from, string to)
     {
-        using var cp = Process.Start("cp", ["-a", "--sparse=always", from, to]);
-        await cp.WaitForExitAsync();
-        Assert.Equal(0, cp.ExitCode);
+        await ExternalTool.RunAsync("cp", "-a", "--sparse=always", from, to);
         return to;
     }
 

@@ -13,64 +13,31 @@ internal sealed partial class HmpQemu : IAsyncDisposable
 {
     public const string Binary = "qemu-system-x86_64";
 
-    private readonly Process _process;
     private readonly StringBuilder _stdout = new();
-    private readonly StringBuilder _stderr = new();
     private readonly Lock _lock = new();
-    private readonly Task _stdoutPump;
+    private RunningProcess _process = null!;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _scanFrom;
 
-    /// <summary>Set under the lock, before the last signal, once stdout ended and the process was reaped: a waiter
-    /// woken by that signal must see it (checking the pump task's completion instead raced with its return).</summary>
+    /// <summary>Set under the lock, before the last signal, once QEMU exited and its stdout was read to the end: a
+    /// waiter woken by that signal must see it.</summary>
     private bool _exited;
 
-    private HmpQemu(Process process)
+    private HmpQemu()
     {
-        _process = process;
-        _stdoutPump = Task.Run(PumpStdoutAsync);
-        _process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is not null)
-            {
-                lock (_lock)
-                {
-                    _stderr.AppendLine(e.Data);
-                }
-            }
-        };
-        _process.BeginErrorReadLine();
     }
 
-    public string Stderr
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _stderr.ToString();
-            }
-        }
-    }
+    public string Stderr => _process.Stderr;
 
     public static bool IsInstalled() =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(d => File.Exists(Path.Combine(d, Binary)));
 
     public static async Task<HmpQemu> StartAsync(IEnumerable<string> args, CancellationToken ct)
     {
-        var info = new ProcessStartInfo(Binary)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        var qemu = new HmpQemu(Process.Start(info) ?? throw new InvalidOperationException($"{Binary} did not start"));
+        var qemu = new HmpQemu();
+        // The prompt ends without a newline: the monitor's text is taken as it arrives, not by lines.
+        qemu._process = RunningProcess.Start(new ProcessCommand(Binary, [.. args]) { Name = "QEMU", KeepStdinOpen = true, StdoutText = qemu.OnStdout });
+        _ = qemu.SignalExitAsync();
         try
         {
             await qemu.WaitForPromptAsync(TimeSpan.FromSeconds(30), ct);
@@ -89,13 +56,13 @@ internal sealed partial class HmpQemu : IAsyncDisposable
     {
         try
         {
-            await _process.StandardInput.WriteLineAsync(command.AsMemory(), ct);
-            await _process.StandardInput.FlushAsync(ct);
+            await _process.Stdin.WriteLineAsync(command.AsMemory(), ct);
+            await _process.Stdin.FlushAsync(ct);
         }
         catch (IOException e)
         {
             // QEMU exits on a failed incoming migration: report that, with its stderr, not the broken stdin pipe.
-            await _process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(10), ct);
+            await _process.Exited.WaitAsync(TimeSpan.FromSeconds(10), ct);
             throw new InvalidOperationException($"QEMU exited with code {_process.ExitCode} before '{command}'; stderr:\n{Stderr}", e);
         }
         var text = await WaitForPromptAsync(timeout ?? TimeSpan.FromSeconds(30), ct);
@@ -147,7 +114,7 @@ internal sealed partial class HmpQemu : IAsyncDisposable
                 if (_exited)
                 {
                     throw new InvalidOperationException(
-                        $"QEMU exited with code {_process.ExitCode}; stdout:\n{Clean(all[_scanFrom..])}\nstderr:\n{_stderr}");
+                        $"QEMU exited with code {_process.ExitCode}; stdout:\n{Clean(all[_scanFrom..])}\nstderr:\n{_process.Stderr}");
                 }
 
                 changed = _changed.Task;
@@ -164,40 +131,29 @@ internal sealed partial class HmpQemu : IAsyncDisposable
         }
     }
 
-    private async Task PumpStdoutAsync()
+    private void OnStdout(string text)
     {
-        var buffer = new char[4096];
-        while (true)
+        TaskCompletionSource changed;
+        lock (_lock)
         {
-            var n = await _process.StandardOutput.ReadAsync(buffer);
-            if (n == 0)
-            {
-                // stdout closes as QEMU exits; wait for the exit (and the end of stderr) so the error names both.
-                await _process.WaitForExitAsync();
-            }
-
-            TaskCompletionSource changed;
-            lock (_lock)
-            {
-                if (n > 0)
-                {
-                    _stdout.Append(buffer, 0, n);
-                }
-                else
-                {
-                    _exited = true;
-                }
-
-                changed = _changed;
-                _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-            }
-
-            changed.TrySetResult();
-            if (n == 0)
-            {
-                return;
-            }
+            _stdout.Append(text);
+            changed = _changed;
+            _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
         }
+        changed.TrySetResult();
+    }
+
+    /// <summary>QEMU exited and its output was read to the end: wake the waiters so they report it.</summary>
+    private async Task SignalExitAsync()
+    {
+        await _process.Exited;
+        TaskCompletionSource changed;
+        lock (_lock)
+        {
+            _exited = true;
+            changed = _changed;
+        }
+        changed.TrySetResult();
     }
 
     /// <summary>Drops ANSI escape sequences and carriage returns of HMP's readline echo.</summary>
@@ -206,23 +162,5 @@ internal sealed partial class HmpQemu : IAsyncDisposable
     [GeneratedRegex(@"\x1b\[[0-9;]*[A-Za-z]")]
     private static partial Regex Escapes();
 
-    public async ValueTask DisposeAsync()
-    {
-        try
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-
-            await _process.WaitForExitAsync();
-            await _stdoutPump;
-        }
-        catch (InvalidOperationException)
-        {
-            // Already gone.
-        }
-
-        _process.Dispose();
-    }
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

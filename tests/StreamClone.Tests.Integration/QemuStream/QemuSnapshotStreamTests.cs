@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Json;
 using StreamClone.Qemu.Migration;
 using StreamClone.Tests.Integration.Qemu;
-using StreamClone.Tests.Unit.QemuStream;
 
 namespace StreamClone.Tests.Integration.QemuStream;
 

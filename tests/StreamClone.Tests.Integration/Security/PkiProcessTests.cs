@@ -1,7 +1,6 @@
 using System.Runtime.Versioning;
 using System.Security.Cryptography.X509Certificates;
 using StreamClone.Shared.Security;
-using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Security;
 

@@ -6,7 +6,7 @@ namespace StreamClone.Tests.Unit.Perf;
 public sealed class ImageMutatorTests : IDisposable
 {
     private const int Page = 4096;
-    private readonly TempDirectory _dir = new();
+    private readonly TempDir _dir = new();
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     public void Dispose() => _dir.Dispose();

@@ -4,7 +4,7 @@ namespace StreamClone.Tests.Unit.Perf;
 
 public sealed class NativeZstdBaselineTests : IDisposable
 {
-    private readonly TempDirectory _dir = new();
+    private readonly TempDir _dir = new();
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     public void Dispose() => _dir.Dispose();

@@ -4,7 +4,6 @@ using StreamClone.Shared.Model;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Pipeline;
-using StreamClone.Tests.Unit.Perf;
 
 namespace StreamClone.Tests.Unit.Pipeline;
 
@@ -29,7 +28,7 @@ public class ChunkHashSetTests
     public async Task A_pipeline_for_a_64_GiB_snapshot_allocates_nothing_in_proportion_to_its_size_up_front()
     {
         // 64 GiB sparse = 16 Mi chunks: a dedup set pre-sized for them would take ~700 MB before the first chunk.
-        using var dir = new TempDirectory();
+        using var dir = new TempDir();
         var image = dir.File("sparse.img");
         using (var file = File.Create(image))
         {

@@ -9,7 +9,6 @@ using StreamClone.Shared.Protocol;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Live;
 using StreamClone.Source.Pipeline;
-using StreamClone.Tests.Unit.Perf;
 
 namespace StreamClone.Tests.Unit.Pipeline;
 
@@ -97,7 +96,7 @@ public class DemandBoundsTests
     [Fact]
     public async Task The_batch_reader_refuses_a_wrapping_range_before_the_input_sees_it()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TempDir();
         var path = dir.File("mem.img");
         await File.WriteAllBytesAsync(path, new byte[16 * Page], TestContext.Current.CancellationToken);
         await using var input = ImageFileInput.Open([(path, ObjectKind.Memory)], Page, "bounds");
@@ -119,7 +118,7 @@ public class DemandBoundsTests
     [Fact]
     public async Task A_live_input_refuses_hostile_offsets_and_never_reads_outside_its_blocks()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TempDir();
         await using var input = new LiveSnapshotInput(dir.File("work"), [], Page, "bounds");
         using var guard = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         guard.CancelAfter(TimeSpan.FromSeconds(30));
@@ -166,7 +165,7 @@ public class DemandBoundsTests
     [Fact]
     public async Task A_ram_block_checks_its_own_bounds_whatever_its_caller_checked()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TempDir();
         using var guard = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         guard.CancelAfter(TimeSpan.FromSeconds(30));
         const long blockBytes = 128L * Page;
@@ -190,7 +189,7 @@ public class DemandBoundsTests
     [UnsupportedOSPlatform("windows")]
     public async Task Ram_block_files_are_created_readable_by_their_owner_only()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TempDir();
         var stale = dir.File("stale.img");
         await File.WriteAllBytesAsync(stale, [1, 2, 3], TestContext.Current.CancellationToken);
         File.SetUnixFileMode(stale, (UnixFileMode)0b110_100_100);

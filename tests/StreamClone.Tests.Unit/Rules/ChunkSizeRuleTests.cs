@@ -4,7 +4,6 @@ using StreamClone.Shared.Protocol;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Live;
-using StreamClone.Tests.Unit.Perf;
 using static StreamClone.Tests.Unit.Store.Chunks;
 
 namespace StreamClone.Tests.Unit.Rules;
@@ -16,7 +15,7 @@ namespace StreamClone.Tests.Unit.Rules;
 /// </summary>
 public sealed class ChunkSizeRuleTests : IDisposable
 {
-    private readonly TempDirectory _dir = new();
+    private readonly TempDir _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

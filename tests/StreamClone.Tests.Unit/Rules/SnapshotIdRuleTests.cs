@@ -4,7 +4,6 @@ using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Live;
-using StreamClone.Tests.Unit.Perf;
 using StreamClone.Tests.Unit.Store;
 using static StreamClone.Tests.Unit.Store.Chunks;
 
@@ -18,7 +17,7 @@ namespace StreamClone.Tests.Unit.Rules;
 public sealed class SnapshotIdRuleTests : IDisposable
 {
     private readonly TempStore _store = new();
-    private readonly TempDirectory _dir = new();
+    private readonly TempDir _dir = new();
 
     public void Dispose()
     {

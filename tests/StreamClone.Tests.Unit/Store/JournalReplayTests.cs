@@ -478,15 +478,12 @@ public sealed class JournalReplayTests : IDisposable
         Assert.Equal(2, _temp.Reopen().OpenSnapshot(_offer).PresentChunks);
     }
 
-    private async Task WaitForJournalAsync(int records)
+    private Task WaitForJournalAsync(int records)
     {
-        // The background flush has no completion signal by design (Put never waits for it); poll the file.
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (new FileInfo(_temp.JournalPath("s1")).Length < HeaderSize + (records * RecordSize))
-        {
-            Assert.True(DateTime.UtcNow < deadline, "background flush did not happen");
-            await Task.Delay(10, TestContext.Current.CancellationToken);
-        }
+        // The background flush has no completion signal by design (Put never waits for it): its write to the journal is the event.
+        var journal = _temp.JournalPath("s1");
+        return FileWatch.UntilAsync(Path.GetDirectoryName(journal)!, () => new FileInfo(journal).Length >= HeaderSize + (records * RecordSize),
+            TimeSpan.FromSeconds(20), () => "background flush did not happen", ct: TestContext.Current.CancellationToken);
     }
 
     private async Task<SnapshotOfferMessage> CompleteSnapshotAsync(string id, int chunks)

@@ -9,7 +9,6 @@ using StreamClone.Store;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
-using StreamClone.Tests.Unit.Perf;
 
 namespace StreamClone.Tests.Unit.Transport;
 
@@ -225,7 +224,7 @@ public class InMemorySessionTests
     [Fact]
     public async Task A_snapshot_streams_source_to_sink_in_memory_with_a_demand_read_on_the_paired_lane()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TempDir();
         var image = dir.File("mem.img");
         var bytes = new byte[4 << 20];
         new Random(11).NextBytes(bytes.AsSpan(1 << 20, 2 << 20));

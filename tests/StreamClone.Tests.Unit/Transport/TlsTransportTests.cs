@@ -14,7 +14,6 @@ using StreamClone.Store;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
-using StreamClone.Tests.Unit.Perf;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
 namespace StreamClone.Tests.Unit.Transport;
@@ -214,7 +213,7 @@ public sealed class TlsTransportTests : IDisposable
     [Fact]
     public async Task A_snapshot_streams_source_to_sink_over_mutual_TLS_and_a_plain_sink_is_refused()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TempDir();
         var image = dir.File("mem.img");
         var bytes = new byte[6 << 20];
         new Random(7).NextBytes(bytes.AsSpan(0, 2 << 20));

@@ -3,14 +3,14 @@ using System.Buffers.Binary;
 using System.Text;
 using F = StreamClone.Qemu.Migration.QemuStreamFormat;
 
-namespace StreamClone.Tests.Unit.QemuStream;
+namespace StreamClone.Tests.Utilities;
 
 /// <summary>
 /// Builds QEMU 7.2 migration streams byte by byte, following shared/notes/qemu-migration-stream.md (§2 header,
 /// §3 configuration, §4 section headers/footers, §6 ram records, §7.3 vmdesc). Independent of the reader and the
 /// writer under test, so a shared misunderstanding does not cancel out.
 /// </summary>
-internal sealed class QemuStreamBuilder
+public sealed class QemuStreamBuilder
 {
     private readonly ArrayBufferWriter<byte> _out = new();
 

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 
-namespace StreamClone.Tests.Unit.QemuStream;
+namespace StreamClone.Tests.Utilities;
 
 /// <summary>
 /// A PipeReader over fixed bytes that reveals <c>step</c> more bytes whenever the consumer examined everything it
@@ -9,7 +9,7 @@ namespace StreamClone.Tests.Unit.QemuStream;
 /// reports completion only after the consumer examined all of <c>visibleLimit</c> bytes. With a limit below the
 /// length, it models a transport that ends early.
 /// </summary>
-internal sealed class DripPipeReader : PipeReader
+public sealed class DripPipeReader : PipeReader
 {
     private readonly ReadOnlySequence<byte> _all;
     private readonly long _limit;

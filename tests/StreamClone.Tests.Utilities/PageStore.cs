@@ -1,12 +1,12 @@
 using StreamClone.Qemu.Migration;
 
-namespace StreamClone.Tests.Unit.QemuStream;
+namespace StreamClone.Tests.Utilities;
 
 /// <summary>
 /// Test double on both ends: a reader sink that keeps every non-zero page (copied) and the device state, and an
-/// <see cref="IRamSource"/> that serves them back to the writer. Also linked into the integration tests.
+/// <see cref="IRamSource"/> that serves them back to the writer.
 /// </summary>
-internal sealed class PageStore : IMigrationStreamSink, IRamSource
+public sealed class PageStore : IMigrationStreamSink, IRamSource
 {
     public Dictionary<(int Block, long Offset), byte[]> Pages { get; } = [];
     public HashSet<(int Block, long Offset)> Seen { get; } = [];

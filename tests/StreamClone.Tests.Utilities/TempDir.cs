@@ -1,4 +1,4 @@
-namespace StreamClone.Tests.Integration.Infrastructure;
+namespace StreamClone.Tests.Utilities;
 
 /// <summary>A scratch directory removed when the test ends, pass or fail.</summary>
 public sealed class TempDir : IDisposable

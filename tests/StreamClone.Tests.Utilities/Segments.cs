@@ -1,9 +1,9 @@
 using System.Buffers;
 
-namespace StreamClone.Tests.Unit;
+namespace StreamClone.Tests.Utilities;
 
 /// <summary>Builds multi-segment sequences, so parsers meet every split they will meet from a socket.</summary>
-internal static class Segments
+public static class Segments
 {
     private sealed class Segment : ReadOnlySequenceSegment<byte>
     {
