@@ -128,15 +128,20 @@ public sealed class ConnectionListener : IAsyncDisposable
         var authentication = new TlsAuthentication(tls);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(_options.HandshakeTimeout);
+        // The first two bytes, peeked (left in the socket for TLS): what a refusal says when the peer does not
+        // speak TLS at all, e.g. a node started with --insecure sending its Hello in clear text.
+        var first = new byte[2];
+        var peeked = 0;
         try
         {
+            peeked = await socket.ReceiveAsync(first, SocketFlags.Peek, deadline.Token);
             await stream.AuthenticateAsServerAsync(authentication.ServerOptions(), deadline.Token);
         }
         catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException or ObjectDisposedException
             || (ex is OperationCanceledException && !ct.IsCancellationRequested))
         {
             await stream.DisposeAsync();
-            SharedLog.Refused(_logger, peer, authentication.Describe(ex));
+            SharedLog.Refused(_logger, peer, TlsAuthentication.NotTls(first.AsSpan(0, peeked)) ?? authentication.Describe(ex));
             return null;
         }
         catch

@@ -28,13 +28,20 @@ public static class SessionFailure
     /// failure of its own (the source: IncompleteSnapshot "cannot deliver …"); <paramref name="stopped"/> why the
     /// session was stopped, if it was: a cancellation is that, not a cause of its own.
     /// </summary>
-    public static async Task<CloseReason> CloseAsync(FrameConnection connection, Exception caught, Func<Exception, CloseReason>? fault = null, CloseReason? stopped = null)
+    /// <remarks>
+    /// <paramref name="decided"/> (the caller's log line) runs once the reason is known and before the peer
+    /// is told: a peer, or a test, that has read the Error frame can rely on the line being written.
+    /// </remarks>
+    public static async Task<CloseReason> CloseAsync(FrameConnection connection, Exception caught, Func<Exception, CloseReason>? fault = null,
+        CloseReason? stopped = null, Action<CloseReason>? decided = null)
     {
         if (connection.CloseReason is { } seen)
         {
+            decided?.Invoke(seen);
             return seen;
         }
         var reason = Classify(caught, fault, stopped);
+        decided?.Invoke(reason);
         await connection.FailAsync(reason);
         return connection.CloseReason ?? reason;
     }

@@ -59,6 +59,16 @@ internal sealed class TlsAuthentication
         return refusal is null;
     }
 
+    /// <summary>
+    /// Why a peer whose first bytes are <paramref name="first"/> is no TLS client at all, or null when they
+    /// could start a TLS handshake record (content type 22).
+    /// </summary>
+    public static string? NotTls(ReadOnlySpan<byte> first) =>
+        first.Length == 0 || first[0] == 22 ? null
+        : first.Length >= 2 && System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(first) == Protocol.Frame.Magic
+            ? "spoke plain TCP, not TLS (a StreamClone frame in clear text: is the peer running --insecure?)"
+            : $"not a TLS client (first byte 0x{first[0]:x2})";
+
     /// <summary>The one line for a failed handshake: the validator's reason when it refused, else what TLS said.</summary>
     public string Describe(Exception ex) => Refusal ?? ex switch
     {

@@ -80,8 +80,8 @@ public sealed class SourceServer : IAsyncDisposable
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            var reason = await SessionFailure.CloseAsync(connection, ex);
-            SourceLog.ConnectionRefused(_logger, connection.RemoteAddress, reason.ToString());
+            await SessionFailure.CloseAsync(connection, ex,
+                decided: reason => SourceLog.ConnectionRefused(_logger, connection.RemoteAddress, reason.ToString()));
             return;
         }
 
@@ -129,8 +129,8 @@ public sealed class SourceServer : IAsyncDisposable
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                var reason = await SessionFailure.CloseAsync(connection, ex);
-                SourceLog.ConnectionRefused(_logger, hello.Peer.ToString(), $"session {sessionId} did not complete its inventory: {reason}");
+                await SessionFailure.CloseAsync(connection, ex,
+                    decided: reason => SourceLog.ConnectionRefused(_logger, hello.Peer.ToString(), $"session {sessionId} did not complete its inventory: {reason}"));
                 return;
             }
 

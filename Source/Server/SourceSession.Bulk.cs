@@ -72,9 +72,8 @@ public sealed partial class SourceSession
         }
         catch (Exception ex)
         {
-            var reason = await SessionFailure.CloseAsync(bulk, ex, CannotDeliver, Volatile.Read(ref _stopReason));
-            Stats.CloseReason = reason;
-            SourceLog.SessionFailed(_logger, SessionId, reason.ToString());
+            Stats.CloseReason = await SessionFailure.CloseAsync(bulk, ex, CannotDeliver, Volatile.Read(ref _stopReason),
+                reason => SourceLog.SessionFailed(_logger, SessionId, reason.ToString()));
             throw;
         }
         finally

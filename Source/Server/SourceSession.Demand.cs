@@ -64,24 +64,26 @@ public sealed partial class SourceSession
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            var reason = await SessionFailure.CloseAsync(demand, ex, CannotDeliver, Volatile.Read(ref _stopReason));
-            switch (reason.Kind)
+            await SessionFailure.CloseAsync(demand, ex, CannotDeliver, Volatile.Read(ref _stopReason), reason =>
             {
-                case CloseKind.Protocol or CloseKind.Fault:
-                    // The sink broke the protocol on this lane, or we could not read what it asked for: told (Error
-                    // frame) and logged here; the bulk lane runs on and reports its own outcome.
-                    SourceLog.SessionFailed(_logger, SessionId, $"demand lane: {reason}");
-                    break;
-                case CloseKind.Timeout:
-                    // The sink stopped reading its demand answers (the transport's write-stall timeout): a peer that
-                    // cannot take answers cannot finish either, so the whole session ends, logged once, here.
-                    SourceLog.SessionFailed(_logger, SessionId, reason.ToString());
-                    Stop(reason);
-                    break;
-                default:
-                    // The session ended or the sink went away: the bulk lane reports the outcome.
-                    break;
-            }
+                switch (reason.Kind)
+                {
+                    case CloseKind.Protocol or CloseKind.Fault:
+                        // The sink broke the protocol on this lane, or we could not read what it asked for: told (Error
+                        // frame) and logged here; the bulk lane runs on and reports its own outcome.
+                        SourceLog.SessionFailed(_logger, SessionId, $"demand lane: {reason}");
+                        break;
+                    case CloseKind.Timeout:
+                        // The sink stopped reading its demand answers (the transport's write-stall timeout): a peer that
+                        // cannot take answers cannot finish either, so the whole session ends, logged once, here.
+                        SourceLog.SessionFailed(_logger, SessionId, reason.ToString());
+                        Stop(reason);
+                        break;
+                    default:
+                        // The session ended or the sink went away: the bulk lane reports the outcome.
+                        break;
+                }
+            });
         }
     }
 }

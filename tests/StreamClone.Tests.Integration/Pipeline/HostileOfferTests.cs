@@ -9,7 +9,9 @@ using StreamClone.Tests.Integration.Infrastructure;
 namespace StreamClone.Tests.Integration.Pipeline;
 
 /// <summary>
-/// A hand-made source (<see cref="HostileSource"/>) against the real sink process: offers of any
+/// A hand-made source (<see cref="HostileSource"/>, plain TCP, so its sinks run <c>--insecure</c>: the lies under
+/// test are in the frames, which TLS would carry unchanged from a peer holding a cluster certificate) against the
+/// real sink process: offers of any
 /// size, decompression bombs, and what the sink tells a source it holds.
 /// </summary>
 public class HostileOfferTests
@@ -24,10 +26,13 @@ public class HostileOfferTests
         Objects = [.. objects.Select((o, i) => new ObjectInfo { Id = i, Name = $"obj{i}", Kind = o.Kind, Size = o.Size, ChunkSize = o.ChunkSize })],
     };
 
-    /// <summary>The sink ended with exactly one line on stderr (its log's or the CLI's) and no stack trace.</summary>
+    /// <summary>
+    /// The sink ended with exactly one line on stderr (its log's or the CLI's) and no stack trace, besides the
+    /// warning that <c>--insecure</c> prints at start.
+    /// </summary>
     private static string AssertOneLine(RunningProcess sink)
     {
-        var lines = sink.StderrLines;
+        var lines = sink.StderrLines.Where(l => !l.Contains("--insecure: this node runs plain TCP", StringComparison.Ordinal)).ToArray();
         Assert.True(lines.Length == 1, $"expected one stderr line, got {lines.Length}:\n{sink.Stderr}");
         return lines[0];
     }
@@ -58,7 +63,7 @@ public class HostileOfferTests
         using var dir = new TempDir();
         var store = dir.File("store");
         await using var source = new HostileSource(IPAddress.Loopback, Offer(id, (kind, size, 4096)));
-        await using var sink = StreamCloneProcess.Start("sink", "--connect", source.Connect, "--store", store, "--json");
+        await using var sink = StreamCloneProcess.Start("sink", "--connect", source.Connect, "--store", store, "--json", "--insecure");
 
         Assert.Equal(1, await sink.WaitAsync(ExitGuard));
         Assert.Contains(expected.ToString(), AssertOneLine(sink), StringComparison.Ordinal);
@@ -76,7 +81,7 @@ public class HostileOfferTests
         await using var source = new HostileSource(IPAddress.Loopback, Offer("one-tib", (ObjectKind.Memory, 1L << 40, 4096)));
         // The default node limit (2 TiB) allows it: only free space (or memory) can stand in the way.
         await using var sink = StreamCloneProcess.Start(new Dictionary<string, string> { ["DOTNET_GCHeapHardLimit"] = "0x100000000" },
-            "sink", "--connect", source.Connect, "--store", store, "--json");
+            "sink", "--connect", source.Connect, "--store", store, "--json", "--insecure");
 
         var exited = sink.WaitAsync(ExitGuard);
         if (await Task.WhenAny(exited, source.InventoryReceived) == source.InventoryReceived && source.Inventory is not null)
@@ -124,7 +129,7 @@ public class HostileOfferTests
         {
             // 512 MiB of heap: one bomb honoured (2 GiB) would end in an out-of-memory abort.
             await using var sink = StreamCloneProcess.Start(new Dictionary<string, string> { ["DOTNET_GCHeapHardLimit"] = "0x20000000" },
-                "sink", "--connect", source.Connect, "--store", store, "--parallelism", "4", "--json");
+                "sink", "--connect", source.Connect, "--store", store, "--parallelism", "4", "--json", "--insecure");
             var exit = await sink.WaitAsync(ExitGuard);
             Assert.True(exit == 1, $"exit {exit}:\n{sink.Stderr}");
             Assert.Contains(nameof(ProtocolError.MalformedHeader), AssertOneLine(sink), StringComparison.Ordinal);
@@ -149,7 +154,7 @@ public class HostileOfferTests
         // Another host (127.0.0.2 is loopback too, but another address than the one the user trusted first).
         await using (var stranger = new HostileSource(IPAddress.Parse("127.0.0.2"), Offer("stranger", (ObjectKind.Memory, 1 << 20, 4096))))
         {
-            await using var sink = StreamCloneProcess.Start("sink", "--connect", stranger.Connect, "--store", store, "--json");
+            await using var sink = StreamCloneProcess.Start("sink", "--connect", stranger.Connect, "--store", store, "--json", "--insecure");
             await stranger.InventoryReceived;
             Assert.NotNull(stranger.Inventory);
             Assert.Empty(stranger.Inventory);
@@ -159,7 +164,7 @@ public class HostileOfferTests
         // The same host on a new port is the same upstream: it learns what it sent, so unchanged chunks are not sent again.
         await using (var same = new HostileSource(IPAddress.Loopback, Offer("same", (ObjectKind.Memory, 1 << 20, 4096))))
         {
-            await using var sink = StreamCloneProcess.Start("sink", "--connect", same.Connect, "--store", store, "--json");
+            await using var sink = StreamCloneProcess.Start("sink", "--connect", same.Connect, "--store", store, "--json", "--insecure");
             await same.InventoryReceived;
             Assert.NotNull(same.Inventory);
             Assert.NotEmpty(same.Inventory);

@@ -101,7 +101,7 @@ public class HostilePeerTests
         var sent = Pattern("UNVERIFIED-BYTES");
         var lying = LyingSourceAsync(listener, genuine, announced, sent, stop.Token);
 
-        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"));
+        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--insecure");
         var exit = await sink.WaitAsync(TimeSpan.FromSeconds(60));
         var refusal = await lying;
 

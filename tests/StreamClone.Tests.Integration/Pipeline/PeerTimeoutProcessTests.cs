@@ -66,7 +66,7 @@ public class PeerTimeoutProcessTests
         var silentSource = RunSilentSourceAsync(listener, stop.Token);
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
 
-        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--json", "--idle-timeout", "2");
+        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--json", "--idle-timeout", "2", "--insecure");
         var exit = await sink.WaitAsync(Guard);
         await stop.CancelAsync();
         await silentSource;
@@ -83,7 +83,7 @@ public class PeerTimeoutProcessTests
     {
         using var dir = new TempDir();
         var image = await TestImages.MemoryAsync(dir, "mem.img", 8 << 20, seed: 21);
-        var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "1");
+        var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "1", "--insecure");
         await using var _ = source;
         var endPoint = new IPEndPoint(IPAddress.Loopback, port);
 
@@ -107,7 +107,7 @@ public class PeerTimeoutProcessTests
         }
         await WaitForLogAsync(source, "bogus-quitter");
 
-        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--json");
+        await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", dir.File("store"), "--json", "--insecure");
         Assert.True(await sink.WaitAsync(Guard) == 0, $"sink:\n{sink.Stderr}\nsource:\n{source.Stderr}");
         using var summary = JsonDocument.Parse(sink.LastLine);
         var copy = summary.RootElement.GetProperty("objects")[0].GetProperty("path").GetString()!;

@@ -10,9 +10,9 @@ public class PipelineProcessTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
 
-    private static async Task<(int Exit, JsonDocument? Summary, RunningProcess Sink)> RunSinkAsync(int port, string store)
+    private static async Task<(int Exit, JsonDocument? Summary, RunningProcess Sink)> RunSinkAsync(int port, string store, params string[] extra)
     {
-        var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json", "--log-level", "Information");
+        var sink = StreamCloneProcess.Start(["sink", "--connect", $"127.0.0.1:{port}", "--store", store, "--json", "--log-level", "Information", .. extra]);
         var exit = await sink.WaitAsync(Timeout);
         return (exit, exit == 0 ? JsonDocument.Parse(sink.LastLine) : null, sink);
     }
@@ -36,25 +36,40 @@ public class PipelineProcessTests
         Assert.Equal(0, await source.WaitAsync(Timeout));
     }
 
-    [Fact]
-    public async Task A_corrupt_frame_is_rejected_and_the_resumed_copy_is_still_identical()
+    /// <summary>
+    /// Plain TCP: our frame CRC catches the flipped byte. Mutual TLS (the default): the record's AES-GCM tag
+    /// catches it before any frame is parsed. Either way the sink ends with one line, stores nothing
+    /// unverified, and the resumed copy is identical.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_corrupt_frame_is_rejected_and_the_resumed_copy_is_still_identical(bool tls)
     {
+        string[] security = tls ? [] : ["--insecure"];
         using var dir = new TempDir();
         var image = await TestImages.MemoryAsync(dir, "mem.img", 16 << 20, seed: 2);
-        var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "1", "--log-level", "Debug");
+        var (source, port) = await StreamCloneProcess.StartSourceAsync(dir.Path, ["--image", image, "--sessions", "1", "--log-level", "Debug", .. security]);
         await using var _ = source;
         await using var proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, port));
         proxy.Inject(connection: 1, ProxyDirection.Downstream, ProxyFault.Flip(3 << 20));
         var store = dir.File("store");
 
-        var (exit, _, corrupted) = await RunSinkAsync(proxy.EndPoint.Port, store);
+        var (exit, _, corrupted) = await RunSinkAsync(proxy.EndPoint.Port, store, security);
         await using var ___ = corrupted;
         Assert.NotEqual(0, exit);
-        Assert.True(corrupted.Stderr.Contains("ChecksumMismatch", StringComparison.Ordinal), $"stdout:\n{corrupted.Stdout}\nstderr:\n{corrupted.Stderr}\nsource:\n{source.Stderr}");
+        if (tls)
+        {
+            Assert.True(corrupted.FailureLines.Length == 1, $"stdout:\n{corrupted.Stdout}\nstderr:\n{corrupted.Stderr}\nsource:\n{source.Stderr}");
+        }
+        else
+        {
+            Assert.True(corrupted.Stderr.Contains("ChecksumMismatch", StringComparison.Ordinal), $"stdout:\n{corrupted.Stdout}\nstderr:\n{corrupted.Stderr}\nsource:\n{source.Stderr}");
+        }
 
         // Straight to the source this time. Anything the first run stored must have been verified:
         // a stored bad chunk would never be sent again and would break the copy or its root hash.
-        var (exit2, summary, sink) = await RunSinkAsync(port, store);
+        var (exit2, summary, sink) = await RunSinkAsync(port, store, security);
         await using var ____ = sink;
         Assert.True(exit2 == 0, sink.Stderr);
         Assert.Equal(await File.ReadAllBytesAsync(image), await File.ReadAllBytesAsync(CopyPath(summary!)));
