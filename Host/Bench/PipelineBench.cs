@@ -10,6 +10,12 @@ internal sealed record PipelineSettings(int ChunkSize, int BatchChunks, int Leve
 {
     /// <summary>--pki/--node/--insecure for both processes (<see cref="Commands.TransportSecurityOptions.ChildArguments"/>).</summary>
     public IReadOnlyList<string> SecurityArguments { get; init; } = [];
+
+    /// <summary>Whether the two processes run mutual TLS (the default) or plain TCP (<c>--insecure</c>).</summary>
+    public bool Tls => !SecurityArguments.Contains("--insecure");
+
+    /// <summary>The same transfer over plain TCP: what TLS costs is the difference.</summary>
+    public PipelineSettings Plain() => this with { SecurityArguments = ["--insecure"] };
 }
 
 /// <summary>What one run measured, from the two processes' own JSON summaries.</summary>

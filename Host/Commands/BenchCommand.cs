@@ -122,14 +122,15 @@ internal static class BenchCommand
         var probeReads = new Option<int>("--probe-reads") { DefaultValueFactory = _ => 200, Description = "Random demand reads issued while the bulk stream runs." };
         var notSentLowat = new Option<int>("--notsent-lowat") { DefaultValueFactory = _ => StreamClone.Shared.TransportOptions.Default.BulkNotSentLowWatermark, Description = "TCP_NOTSENT_LOWAT of the bulk lane (0 = kernel default)." };
         var baseline = new Option<bool>("--baseline") { Description = "Also run the native pipeline (zstd -T2 | socat | zstd -d) on the same input and print both figures." };
-        var sweep = new Option<bool>("--sweep") { Description = "Run a matrix of chunk size × level × parallelism; write CSV and a PNG plot to --out." };
+        var sweep = new Option<bool>("--sweep") { Description = "Run a matrix of chunk size × level × parallelism, each with and without TLS; write CSV and a PNG plot to --out." };
+        var comparePlain = new Option<bool>("--compare-plain") { Description = "Also run the same transfer over plain TCP (--insecure) right after, and report both speeds (what TLS costs)." };
         var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "bench-results", Description = "Directory for sweep reports." };
         var workDir = new Option<string?>("--work-dir") { Description = "Where sink stores go (default: a temp dir, deleted afterwards)." };
         var json = CommonOptions.Json();
         var security = CommonOptions.Security();
         var command = new Command("pipeline", "Stream an image source → sink as separate processes over loopback; verify the copy; print throughput, ratio, demand latency and peak memory.")
         {
-            input, second, chunkSize, batchChunks, level, parallelism, probeReads, notSentLowat, baseline, sweep, outDir, workDir, json,
+            input, second, chunkSize, batchChunks, level, parallelism, probeReads, notSentLowat, baseline, sweep, comparePlain, outDir, workDir, json,
         };
         AddSecurity(command, security);
         command.SetAction(async (r, ct) =>
@@ -143,7 +144,7 @@ internal static class BenchCommand
                 {
                     return await SweepAsync(r.GetValue(input)!, work, settings, r.GetValue(outDir)!, ct);
                 }
-                var report = await RunOnceAsync(r.GetValue(input)!, r.GetValue(second), work, settings, r.GetValue(baseline), ct);
+                var report = await RunOnceAsync(r.GetValue(input)!, r.GetValue(second), work, settings, r.GetValue(baseline), r.GetValue(comparePlain), ct);
                 if (r.GetValue(json))
                 {
                     Console.WriteLine(JsonSerializer.Serialize(report, HostServices.Json));
@@ -152,7 +153,8 @@ internal static class BenchCommand
                 {
                     WriteTable(report);
                 }
-                return report["identical"] is true && (!report.TryGetValue("second_identical", out var s2) || s2 is true) ? 0 : 1;
+                return report["identical"] is true && (!report.TryGetValue("second_identical", out var s2) || s2 is true)
+                    && (!report.TryGetValue("plain_identical", out var p2) || p2 is true) ? 0 : 1;
             }
             finally
             {
@@ -237,7 +239,7 @@ internal static class BenchCommand
         AnsiConsole.Write(table);
     }
 
-    private static async Task<Dictionary<string, object?>> RunOnceAsync(string input, string? second, string work, PipelineSettings settings, bool baseline, CancellationToken ct)
+    private static async Task<Dictionary<string, object?>> RunOnceAsync(string input, string? second, string work, PipelineSettings settings, bool baseline, bool comparePlain, CancellationToken ct)
     {
         var store = Path.Combine(work, "store");
         var first = await PipelineBench.TransferAsync(input, store, work, settings, ct);
@@ -249,6 +251,7 @@ internal static class BenchCommand
             ["seconds"] = first.Seconds,
             ["mbps"] = first.Mbps,
             ["identical"] = first.Identical,
+            ["tls"] = settings.Tls,
             ["demand_reads"] = first.DemandReads,
             ["demand_p50_ms"] = first.DemandP50Ms,
             ["demand_p99_ms"] = first.DemandP99Ms,
@@ -266,6 +269,17 @@ internal static class BenchCommand
             report["second_wire_vs_first"] = Math.Round((double)next.WireBytes / Math.Max(1, first.WireBytes), 4);
             report["second_seconds"] = next.Seconds;
             report["second_identical"] = next.Identical;
+        }
+        if (comparePlain && settings.Tls)
+        {
+            // Same input and settings into a fresh store, right after: the speed difference is TLS.
+            var plainStore = Path.Combine(work, "store-plain");
+            var plain = await PipelineBench.TransferAsync(input, plainStore, work, settings.Plain(), ct);
+            Directory.Delete(plainStore, recursive: true);
+            report["plain_mbps"] = plain.Mbps;
+            report["plain_seconds"] = plain.Seconds;
+            report["plain_identical"] = plain.Identical;
+            report["tls_vs_plain"] = Math.Round(first.Mbps / Math.Max(plain.Mbps, 1e-9), 3);
         }
         if (baseline)
         {
@@ -287,28 +301,33 @@ internal static class BenchCommand
         int[] chunkSizes = [4096, 16384, 65536];
         int[] levels = [-1, 1];
         int[] parallelisms = [1, 2];
+        // With and without TLS for each setting (without only, when the caller asked for --insecure).
+        PipelineSettings[] securities = baseSettings.Tls ? [baseSettings, baseSettings.Plain()] : [baseSettings];
         foreach (var chunk in chunkSizes)
         {
             foreach (var level in levels)
             {
                 foreach (var par in parallelisms)
                 {
-                    // Batches stay near 256 KiB whatever the chunk size, so only identity granularity changes.
-                    var settings = baseSettings with { ChunkSize = chunk, Level = level, Parallelism = par, BatchChunks = Math.Max(1, (256 << 10) / chunk), ProbeReads = 0 };
-                    var store = Path.Combine(work, $"store-{chunk}-{level}-{par}");
-                    var result = await PipelineBench.TransferAsync(input, store, work, settings, ct);
-                    Directory.Delete(store, recursive: true);
-                    var label = $"{chunk / 1024}K L{level} P{par}";
-                    rows.Add((label, settings, result));
-                    AnsiConsole.MarkupLine($"{label}: {result.Mbps:F0} MB/s, wire {100.0 * result.WireBytes / result.Bytes:F1}%, identical {result.Identical}");
+                    foreach (var security in securities)
+                    {
+                        // Batches stay near 256 KiB whatever the chunk size, so only identity granularity changes.
+                        var settings = security with { ChunkSize = chunk, Level = level, Parallelism = par, BatchChunks = Math.Max(1, (256 << 10) / chunk), ProbeReads = 0 };
+                        var store = Path.Combine(work, $"store-{chunk}-{level}-{par}-{(settings.Tls ? "tls" : "plain")}");
+                        var result = await PipelineBench.TransferAsync(input, store, work, settings, ct);
+                        Directory.Delete(store, recursive: true);
+                        var label = $"{chunk / 1024}K L{level} P{par} {(settings.Tls ? "TLS" : "plain")}";
+                        rows.Add((label, settings, result));
+                        AnsiConsole.MarkupLine($"{label}: {result.Mbps:F0} MB/s, wire {100.0 * result.WireBytes / result.Bytes:F1}%, identical {result.Identical}");
+                    }
                 }
             }
         }
-        var csv = new StringBuilder("chunk_size,batch_chunks,level,parallelism,mbps,wire_ratio,seconds,identical,source_peak_rss_mb,sink_peak_rss_mb\n");
+        var csv = new StringBuilder("chunk_size,batch_chunks,level,parallelism,tls,mbps,wire_ratio,seconds,identical,source_peak_rss_mb,sink_peak_rss_mb\n");
         foreach (var (_, s, r) in rows)
         {
             csv.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{s.ChunkSize},{s.BatchChunks},{s.Level},{s.Parallelism},{r.Mbps},{(double)r.WireBytes / r.Bytes:F4},{r.Seconds},{r.Identical},{r.SourcePeakRssMb},{r.SinkPeakRssMb}"));
+                $"{s.ChunkSize},{s.BatchChunks},{s.Level},{s.Parallelism},{s.Tls},{r.Mbps},{(double)r.WireBytes / r.Bytes:F4},{r.Seconds},{r.Identical},{r.SourcePeakRssMb},{r.SinkPeakRssMb}"));
         }
         var csvPath = Path.Combine(outDir, "pipeline-sweep.csv");
         await File.WriteAllTextAsync(csvPath, csv.ToString(), ct);

@@ -128,6 +128,20 @@ internal static class Runner
 
     private static async Task<int> RunChildAsync(string name, double seconds, string status, string crashes, int seed, bool resume)
     {
+        // Removed after the child, however it ended (see FuzzScratch).
+        var scratch = FuzzScratch.CreateForChild(name);
+        try
+        {
+            return await RunChildInAsync(name, seconds, status, crashes, seed, resume, scratch);
+        }
+        finally
+        {
+            FuzzScratch.Remove(scratch);
+        }
+    }
+
+    private static async Task<int> RunChildInAsync(string name, double seconds, string status, string crashes, int seed, bool resume, string scratch)
+    {
         var command = ProcessCommand.ThisProgram($"fuzz child {name}",
             ["child", name, "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--status", status, "--crashes", crashes,
              "--seed", seed.ToString(CultureInfo.InvariantCulture), "--resume", resume ? "true" : "false"]) with
@@ -136,6 +150,7 @@ internal static class Runner
             StdoutLine = Console.Out.WriteLine,
             StderrLine = Console.Error.WriteLine,
             KeptLines = 0,
+            Environment = new Dictionary<string, string?> { [FuzzScratch.Variable] = scratch },
         };
         await using var child = RunningProcess.Start(command);
         // The child's own watchdog ends a hung input after FuzzLoop.HangLimit; this guard covers a child

@@ -43,8 +43,7 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
     public DemandTarget()
         : base("demand", typeof(ProtocolViolationException), typeof(ArgumentException), typeof(IOException))
     {
-        var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
-        _workDir = Path.Combine(root, $"sc-fuzz-demand-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        _workDir = FuzzScratch.For("demand");
         _input = new LiveSnapshotInput(_workDir, [], ChunkSize, "fuzz-live");
         RamBlockInfo[] blocks = [new("pc.ram", 39 * FuzzSnapshot.Page), new("pc.bios", 3 * FuzzSnapshot.Page)];
         _ramBlocks = blocks.Length;

@@ -23,8 +23,7 @@ internal sealed class JournalTarget : FuzzTarget, IDisposable
     public JournalTarget()
         : base("journal", typeof(InvalidDataException), typeof(IOException))
     {
-        var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
-        _directory = Path.Combine(root, $"sc-fuzz-journal-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        _directory = FuzzScratch.For("journal");
         Directory.CreateDirectory(_directory);
         _path = Path.Combine(_directory, "journal.log");
         using (var journal = GroupCommitJournal.Create(_path, Options))

@@ -21,7 +21,8 @@ internal sealed class QmpTarget : FuzzTarget, IDisposable
     public QmpTarget()
         : base("qmp", typeof(QmpProtocolException), typeof(QmpException))
     {
-        _directory = Directory.CreateTempSubdirectory("sc-fuzz-qmp-").FullName;
+        _directory = FuzzScratch.For("qmp");
+        Directory.CreateDirectory(_directory);
         _path = Path.Combine(_directory, "qmp.sock");
         _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         _listener.Bind(new UnixDomainSocketEndPoint(_path));

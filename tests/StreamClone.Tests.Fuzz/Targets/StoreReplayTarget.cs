@@ -22,8 +22,7 @@ internal sealed class StoreReplayTarget : FuzzTarget, IDisposable
     public StoreReplayTarget()
         : base("store-replay", typeof(InvalidDataException), typeof(IOException))
     {
-        var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
-        _directory = Path.Combine(root, $"sc-fuzz-store-replay-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        _directory = FuzzScratch.For("store-replay");
         var offer = FuzzSnapshot.Offer();
         _snapshotId = offer.SnapshotId;
         using (var store = ChunkStore.Open(_directory, NullLogger.Instance, Options))

@@ -104,11 +104,12 @@ public class MetricsTests
         Assert.Equal(recorder.Sum("streamclone.store.flushes"), recorder.Count("streamclone.store.flush.duration"));
         Assert.InRange(recorder.Sum("streamclone.store.flushed.bytes"), 1, size);
 
-        // Two lanes, two ends: four connections, each counted once, under its first reason: a clean end is
-        // closed here, or seen closed by the other end first (which side wins that race varies).
+        // Two lanes, two ends: four connections, each counted once, under its first reason: the bulk lanes
+        // end completed (the snapshot stored and acknowledged), the demand lanes are closed here, or seen
+        // closed by the other end first (which side wins that race varies).
         Assert.Equal(4, recorder.Sum("streamclone.connections.closed"));
-        Assert.Contains(CloseReasons.Local, recorder.TagValues("streamclone.connections.closed", "reason"));
-        Assert.Subset(new HashSet<string> { CloseReasons.Local, CloseReasons.PeerClosed }, recorder.TagValues("streamclone.connections.closed", "reason").ToHashSet());
+        Assert.Contains(CloseReasons.Completed, recorder.TagValues("streamclone.connections.closed", "reason"));
+        Assert.Subset(new HashSet<string> { CloseReasons.Completed, CloseReasons.Local, CloseReasons.PeerClosed }, recorder.TagValues("streamclone.connections.closed", "reason").ToHashSet());
     }
 
     [Fact]
