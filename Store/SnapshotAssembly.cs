@@ -201,17 +201,23 @@ public sealed partial class SnapshotAssembly
         }
         catch
         {
-            if (assembly is not null)
-            {
-                assembly.Close();
-            }
-            else
-            {
-                objects.ForEach(o => o.Dispose());
-            }
+            Abandon(assembly, objects);
             // Only an accepted snapshot stays: no directory, sparse file or empty journal of a failed creation.
             TryDeleteDirectory(directory);
             throw;
+        }
+    }
+
+    /// <summary>A creation or load that failed: the assembly closes what it owns, or the object files opened before it existed are closed here.</summary>
+    private static void Abandon(SnapshotAssembly? assembly, List<StoredObject> objects)
+    {
+        if (assembly is not null)
+        {
+            assembly.Close();
+        }
+        else
+        {
+            objects.ForEach(o => o.Dispose());
         }
     }
 
@@ -276,14 +282,7 @@ public sealed partial class SnapshotAssembly
         }
         catch
         {
-            if (assembly is not null)
-            {
-                assembly.Close();
-            }
-            else
-            {
-                objects.ForEach(o => o.Dispose());
-            }
+            Abandon(assembly, objects);
             throw;
         }
     }

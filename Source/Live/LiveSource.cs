@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
+using StreamClone.Qemu;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
-using StreamClone.Qemu;
 using StreamClone.Source.Server;
 
 namespace StreamClone.Source.Live;

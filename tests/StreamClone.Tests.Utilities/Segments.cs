@@ -21,18 +21,21 @@ public static class Segments
         }
     }
 
-    public static ReadOnlySequence<byte> OneBytePerSegment(byte[] data)
+    public static ReadOnlySequence<byte> OneBytePerSegment(byte[] data) => Split(data, 1);
+
+    /// <summary>Splits <paramref name="data"/> into segments of <paramref name="size"/> bytes, as a socket would deliver it.</summary>
+    public static ReadOnlySequence<byte> Split(ReadOnlyMemory<byte> data, int size)
     {
-        if (data.Length == 0)
+        if (data.Length <= size)
         {
-            return ReadOnlySequence<byte>.Empty;
+            return new ReadOnlySequence<byte>(data);
         }
-        var first = new Segment(data.AsMemory(0, 1), 0);
+        var first = new Segment(data[..size], 0);
         var last = first;
-        for (var i = 1; i < data.Length; i++)
+        for (var at = size; at < data.Length; at += size)
         {
-            last = last.Append(data.AsMemory(i, 1));
+            last = last.Append(data[at..Math.Min(data.Length, at + size)]);
         }
-        return new ReadOnlySequence<byte>(first, 0, last, 1);
+        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
     }
 }

@@ -3,6 +3,8 @@ using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
+using StreamClone.Tests.Utilities;
+
 namespace StreamClone.Tests.Fuzz.Targets;
 
 /// <summary>
@@ -50,7 +52,7 @@ internal sealed class FrameTarget() : FuzzTarget("frame", typeof(ProtocolViolati
 
     public override void Run(ReadOnlySpan<byte> input)
     {
-        var buffer = FuzzSnapshot.Segmented(input.ToArray(), FuzzSnapshot.SegmentSizeFor(input));
+        var buffer = Segments.Split(input.ToArray(), FuzzSnapshot.SegmentSizeFor(input));
         var reader = new FrameReader(Options);
         while (reader.TryRead(ref buffer, out var frame))
         {

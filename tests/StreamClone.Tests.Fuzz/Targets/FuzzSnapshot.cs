@@ -82,22 +82,6 @@ internal static class FuzzSnapshot
         yield return Batch(objects[2], 4095, [ChunkEntryKind.Zero], 1);
     }
 
-    /// <summary>Splits <paramref name="data"/> into segments of <paramref name="size"/> bytes, as a socket would deliver it.</summary>
-    public static ReadOnlySequence<byte> Segmented(ReadOnlyMemory<byte> data, int size)
-    {
-        if (data.Length <= size)
-        {
-            return new ReadOnlySequence<byte>(data);
-        }
-        var first = new Segment(data[..size], 0);
-        var last = first;
-        for (var at = size; at < data.Length; at += size)
-        {
-            last = last.Append(data[at..Math.Min(data.Length, at + size)]);
-        }
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
-    }
-
     /// <summary>A segment size derived from the input itself, so a saved input replays with the same split.</summary>
     public static int SegmentSizeFor(ReadOnlySpan<byte> input)
     {
@@ -109,21 +93,5 @@ internal static class FuzzSnapshot
             2 => 7,
             _ => 509,
         };
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long runningIndex)
-        {
-            Memory = memory;
-            RunningIndex = runningIndex;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
     }
 }

@@ -37,14 +37,9 @@ internal sealed class JournalTarget : FuzzTarget, IDisposable
         _journal = File.ReadAllBytes(_path);
     }
 
-    public override IReadOnlyList<byte[]> Dictionary { get; } = [.. MessagePackTokens.All, "SCJRNL\0\u0001"u8.ToArray(), [48, 0, 0, 0]];
+    public override IReadOnlyList<byte[]> Dictionary => JournalSeeds.Dictionary;
 
-    public override IEnumerable<byte[]> Seeds()
-    {
-        yield return _journal;
-        yield return _journal[..^5];
-        yield return _journal[..16];
-    }
+    public override IEnumerable<byte[]> Seeds() => JournalSeeds.From(_journal);
 
     public override void Run(ReadOnlySpan<byte> input)
     {

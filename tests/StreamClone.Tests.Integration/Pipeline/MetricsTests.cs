@@ -8,10 +8,10 @@ using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
-using StreamClone.Store;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
+using StreamClone.Store;
 using StreamClone.Tests.Integration.Infrastructure;
 using StreamClone.Tests.Unit.Diagnostics;
 

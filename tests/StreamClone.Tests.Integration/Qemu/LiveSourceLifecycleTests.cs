@@ -1,13 +1,13 @@
 using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
-using StreamClone.Shared;
 using StreamClone.Qemu;
+using StreamClone.Shared;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
-using StreamClone.Store;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
+using StreamClone.Store;
 
 namespace StreamClone.Tests.Integration.Qemu;
 

@@ -44,6 +44,34 @@ public sealed class TlsRefusalTests
         return received.WrittenSpan.ToArray();
     }
 
+    /// <summary>
+    /// A TLS client that checks the source as a member would (it is ours) and shows <paramref name="certificate"/>
+    /// (or none), then sends a Hello: everything the source sent back before it closed.
+    /// </summary>
+    private static async Task<byte[]> PresentAsync(int port, X509Certificate2? certificate)
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync("127.0.0.1", port);
+        var cluster = ClusterPki.OpenOrCreate(ClusterPki.DefaultDirectory());
+        await using var tls = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false,
+            (_, presented, chain, errors) => cluster.Validator.Refuse(presented, chain, errors) is null);
+        try
+        {
+            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = "source",
+                ClientCertificates = certificate is null ? null : [certificate],
+            });
+            await tls.WriteAsync(HelloFrame());
+            return await ReadUntilClosedAsync(tls);
+        }
+        catch (Exception ex) when (ex is IOException or System.Security.Authentication.AuthenticationException)
+        {
+            // The handshake itself was refused: nothing came back.
+            return [];
+        }
+    }
+
     private static byte[] HelloFrame()
     {
         var output = new ArrayBufferWriter<byte>();
@@ -83,26 +111,7 @@ public sealed class TlsRefusalTests
         await using var _ = source;
 
         // 1. A TLS client with no certificate.
-        using (var tcp = new TcpClient())
-        {
-            await tcp.ConnectAsync("127.0.0.1", port);
-            // The client checks the source as a member would (it is ours); it only has no certificate to show.
-            var cluster = ClusterPki.OpenOrCreate(ClusterPki.DefaultDirectory());
-            await using var tls = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false,
-                (_, certificate, chain, errors) => cluster.Validator.Refuse(certificate, chain, errors) is null);
-            byte[] got;
-            try
-            {
-                await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "source" });
-                await tls.WriteAsync(HelloFrame());
-                got = await ReadUntilClosedAsync(tls);
-            }
-            catch (Exception ex) when (ex is IOException or System.Security.Authentication.AuthenticationException)
-            {
-                got = [];
-            }
-            Assert.Empty(got);
-        }
+        Assert.Empty(await PresentAsync(port, certificate: null));
 
         // 2. A plain-TCP client that sends a valid Hello in clear text.
         using (var plain = new TcpClient())
@@ -141,30 +150,10 @@ public sealed class TlsRefusalTests
             Assert.NotEqual(0, expiredExit);
             Assert.Single(expired.FailureLines);
         }
-        using (var tcp = new TcpClient())
         using (var expiredCertificate = X509Certificate2.CreateFromPemFile(
             Path.Combine(expiredPki, ClusterPki.NodesDirectory, "expired-node.crt"), Path.Combine(expiredPki, ClusterPki.NodesDirectory, "expired-node.key")))
         {
-            await tcp.ConnectAsync("127.0.0.1", port);
-            var cluster = ClusterPki.OpenOrCreate(ClusterPki.DefaultDirectory());
-            await using var tls = new SslStream(tcp.GetStream(), leaveInnerStreamOpen: false,
-                (_, certificate, chain, errors) => cluster.Validator.Refuse(certificate, chain, errors) is null);
-            byte[] got;
-            try
-            {
-                await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-                {
-                    TargetHost = "source",
-                    ClientCertificates = [expiredCertificate],
-                });
-                await tls.WriteAsync(HelloFrame());
-                got = await ReadUntilClosedAsync(tls);
-            }
-            catch (Exception ex) when (ex is IOException or System.Security.Authentication.AuthenticationException)
-            {
-                got = [];
-            }
-            Assert.Empty(got);
+            Assert.Empty(await PresentAsync(port, expiredCertificate));
         }
 
         // 5. After all of them, a good sink (the default PKI) receives an identical copy.

@@ -4,15 +4,15 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
+using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
 using StreamClone.Shared.Protocol;
 using StreamClone.Sink;
-using StreamClone.Qemu.Migration;
 using StreamClone.Sink.Session;
-using StreamClone.Store;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
+using StreamClone.Store;
 
 namespace StreamClone.Tests.Unit.Live;
 

@@ -10,10 +10,10 @@ using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 using StreamClone.Sink;
 using StreamClone.Sink.Session;
-using StreamClone.Store;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
+using StreamClone.Store;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
 namespace StreamClone.Tests.Unit.Transport;
