@@ -14,6 +14,7 @@ mkdir -p "$images" "$out"
 run() { local name=$1; shift; echo "== $name: streamclone $*" >&2; "$sc" "$@" | tail -1 | tee "$out/$name.json"; }
 run pipeline-1g        bench pipeline --input "$images/mem-1g.img" --second "$images/mem-1g-5pct.img" --baseline --json
 run pipeline-1g-lowat0 bench pipeline --input "$images/mem-1g.img" --notsent-lowat 0 --json
+run pipeline-1g-tls    bench pipeline --input "$images/mem-1g.img" --compare-plain --json
 run pipeline-4g        bench pipeline --input "$images/mem-4g.img" --probe-reads 0 --json
 run snapshot-256m      bench snapshot --memory 256M --json
 run snapshot-1g        bench snapshot --memory 1G --json
