@@ -138,6 +138,16 @@ public class HostileOfferTests
         }
     }
 
+    /// <summary>
+    /// Waits for the sink's inventory at <paramref name="source"/>; a sink that exits first (it could not
+    /// connect, or refused the source) fails the test with its stderr instead of leaving it waiting forever.
+    /// </summary>
+    private static async Task InventoryOrExitAsync(HostileSource source, RunningProcess sink)
+    {
+        var first = await Task.WhenAny(source.InventoryReceived, sink.Exited).WaitAsync(ExitGuard);
+        Assert.True(first == source.InventoryReceived, $"the sink exited before sending its inventory:\n{sink.Stderr}");
+    }
+
     [Fact]
     public async Task A_source_learns_only_hashes_of_snapshots_from_its_own_upstream()
     {
@@ -155,7 +165,7 @@ public class HostileOfferTests
         await using (var stranger = new HostileSource(IPAddress.Parse("127.0.0.2"), Offer("stranger", (ObjectKind.Memory, 1 << 20, 4096))))
         {
             await using var sink = StreamCloneProcess.Start("sink", "--connect", stranger.Connect, "--store", store, "--json", "--insecure");
-            await stranger.InventoryReceived;
+            await InventoryOrExitAsync(stranger, sink);
             Assert.NotNull(stranger.Inventory);
             Assert.Empty(stranger.Inventory);
             sink.Kill();
@@ -165,7 +175,7 @@ public class HostileOfferTests
         await using (var same = new HostileSource(IPAddress.Loopback, Offer("same", (ObjectKind.Memory, 1 << 20, 4096))))
         {
             await using var sink = StreamCloneProcess.Start("sink", "--connect", same.Connect, "--store", store, "--json", "--insecure");
-            await same.InventoryReceived;
+            await InventoryOrExitAsync(same, sink);
             Assert.NotNull(same.Inventory);
             Assert.NotEmpty(same.Inventory);
             sink.Kill();
