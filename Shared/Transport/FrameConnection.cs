@@ -87,13 +87,22 @@ public sealed partial class FrameConnection : IAsyncDisposable
     /// <summary>Records the first close reason and stops both transport loops. Never throws.</summary>
     public void Abort(CloseReason reason)
     {
+        if (Record(reason))
+        {
+            _connection.Shutdown();
+        }
+    }
+
+    /// <summary>Records <paramref name="reason"/> if it is the first (logged and counted once); false when another came first.</summary>
+    private bool Record(CloseReason reason)
+    {
         if (Interlocked.CompareExchange(ref _closeReason, reason, null) is not null)
         {
-            return;
+            return false;
         }
         SharedLog.ConnectionClosed(_logger, Name, reason.ToString());
         StreamCloneMetrics.RecordConnectionClosed(reason);
-        _connection.Shutdown();
+        return true;
     }
 
     /// <summary>
@@ -102,7 +111,14 @@ public sealed partial class FrameConnection : IAsyncDisposable
     /// </summary>
     public async Task FailAsync(CloseReason reason)
     {
-        if (reason.TellsPeer && CloseReason is null)
+        // Our reason is recorded before the peer hears it: a peer that hangs up the moment it reads the Error
+        // frame must not get its "peer closed" (or another lane's reaction to it) recorded first.
+        if (!Record(reason))
+        {
+            _connection.Shutdown();
+            return;
+        }
+        if (reason.TellsPeer)
         {
             try
             {
@@ -112,10 +128,10 @@ public sealed partial class FrameConnection : IAsyncDisposable
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                // The peer may have gone; the close reason below is what matters.
+                // The peer may have gone; the close reason recorded above is what matters.
             }
         }
-        Abort(reason);
+        _connection.Shutdown();
     }
 
     public async ValueTask DisposeAsync()

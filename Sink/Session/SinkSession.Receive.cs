@@ -98,7 +98,7 @@ public sealed partial class SinkSession
         {
             // Several verify workers failing at once fault the block with an AggregateException
             // (nested once more by completion propagation): the first cause is the session's one reason.
-            var ex = FailureReport.FirstCause(caught);
+            var ex = await CauseAsync(FailureReport.FirstCause(caught), verify.Completion);
             var reason = await SessionFailure.CloseAsync(_bulk, ex, StoreFault);
             CloseReason ??= reason;
             SinkLog.SessionFailed(_logger, SessionId, Sentence(reason.ToString()));
@@ -115,6 +115,29 @@ public sealed partial class SinkSession
             }
             throw;
         }
+    }
+
+    /// <summary>
+    /// The session's one cause. A batch that fails verification also leaves the snapshot incomplete, and the
+    /// store stage can say so first: the completion item can pass the verify stage beside the failing batch (its
+    /// workers run in parallel), so the store reports IncompleteSnapshot while the HashMismatch that caused it is
+    /// still on its way. The verify stage's fault is then the cause. Waiting for it is short: the verify stage was
+    /// completed before the store stage saw the completion item, so it ends as soon as its workers stop.
+    /// </summary>
+    private static async Task<Exception> CauseAsync(Exception ex, Task verifyCompletion)
+    {
+        if (ex is ProtocolViolationException { Code: ProtocolError.IncompleteSnapshot })
+        {
+            try
+            {
+                await verifyCompletion.WaitAsync(TimeSpan.FromSeconds(10));
+            }
+            catch (Exception waited) when (waited is not OutOfMemoryException)
+            {
+                // Faulted (read below) or still running after the bound: the store's reason stands then.
+            }
+        }
+        return verifyCompletion.IsFaulted && verifyCompletion.Exception is { } fault ? FailureReport.FirstCause(fault) : ex;
     }
 
     /// <summary>Takes ownership of <paramref name="batch"/>: it becomes the verify stage's, or is disposed here if the stage declines.</summary>

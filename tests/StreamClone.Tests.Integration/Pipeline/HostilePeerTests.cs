@@ -107,8 +107,7 @@ public class HostilePeerTests
 
         Assert.True(exit == 1, $"exit {exit}:\n{sink.Stderr}");
         var error = Assert.Single(sink.FailureLines);
-        Assert.Contains("chunk 1", error, StringComparison.Ordinal);
-        Assert.Contains("hashes to", error, StringComparison.Ordinal);
+        Assert.True(error.Contains("chunk 1", StringComparison.Ordinal) && error.Contains("hashes to", StringComparison.Ordinal), sink.Stderr);
         Assert.DoesNotContain(" at StreamClone.", sink.Stderr, StringComparison.Ordinal);
         Assert.Equal(ProtocolError.HashMismatch, refusal?.Code);
 
