@@ -29,6 +29,10 @@ public static class OfferRules
             // The id becomes a directory name in the store: the rule keeps it inside snapshots/.
             Fail($"snapshot id must be {WireLimits.SnapshotIdRule}");
         }
+        if (offer.Upstreams is { } hints && (hints.Count > WireLimits.MaxUpstreamHints || hints.Any(h => h is null || h.Length == 0 || h.Length > WireLimits.MaxUpstreamHintLength)))
+        {
+            Fail($"snapshot {offer.SnapshotId}: {hints.Count} upstream hints; at most {WireLimits.MaxUpstreamHints} of 1 to {WireLimits.MaxUpstreamHintLength} characters are allowed");
+        }
         var objects = offer.Objects;
         // At least one object: a completion message is checked against the first.
         if (objects is null || objects.Count == 0 || objects.Count > WireLimits.MaxObjects)

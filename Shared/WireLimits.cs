@@ -80,6 +80,13 @@ public static class WireLimits
     /// <summary>Object names (RAM block ids, disk names) are shown and logged; QEMU's RAM block ids are at most 255 bytes.</summary>
     public const int MaxObjectNameLength = 256;
 
+    /// <summary>Reattach hints in an offer (<see cref="Protocol.SnapshotOfferMessage.Upstreams"/>): a chain deeper than this
+    /// many relays above a node is not a deployment we know of, and each hint costs the child a connection attempt.</summary>
+    public const int MaxUpstreamHints = 8;
+
+    /// <summary>Longest "host:port" hint: a DNS name (253) plus ":" and a port.</summary>
+    public const int MaxUpstreamHintLength = 260;
+
     /// <summary>
     /// Objects per snapshot: RAM blocks, disks, firmware and device state. A VM has a handful to a
     /// few dozen; the store's chunk location packs the object ordinal into 16 bits.

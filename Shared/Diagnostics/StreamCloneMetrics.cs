@@ -72,6 +72,49 @@ public static class StreamCloneMetrics
     public static readonly Counter<long> ConnectionsClosed = Meter.CreateCounter<long>(
         "streamclone.connections.closed", "{connection}", "Connections closed, by the kind of their first close reason.");
 
+    /// <summary>Multicast NACKs: fragments a receiver asked for again (role sink or relay: sent) or a sender was asked for (role relay: received).</summary>
+    public static readonly Counter<long> Nacks = Meter.CreateCounter<long>(
+        "streamclone.multicast.nacks", "{fragment}", "Multicast fragments NACKed: sent by a receiver, received by a sender (role says which).");
+
+    /// <summary>Multicast repair datagrams a sender sent (after aggregating NACKs), and repairs a receiver took over TCP instead.</summary>
+    public static readonly Counter<long> Repairs = Meter.CreateCounter<long>(
+        "streamclone.multicast.repairs", "{datagram}", "Multicast repair datagrams sent after aggregated NACKs.");
+
+    /// <summary>Multicast datagrams sent, by kind (data, repair) — the feeder's egress in datagrams.</summary>
+    public static readonly Counter<long> DatagramsSent = Meter.CreateCounter<long>(
+        "streamclone.multicast.datagrams.sent", "{datagram}", "Multicast datagrams sent (data and repairs).");
+
+    /// <summary>Datagrams a receiver dropped, by reason (malformed, forged, replayed, foreign, duplicate, window). Tag: reason.</summary>
+    public static readonly Counter<long> DatagramsDropped = Meter.CreateCounter<long>(
+        "streamclone.multicast.datagrams.dropped", "{datagram}", "Multicast datagrams dropped by a receiver, by reason.");
+
+    /// <summary>A relay's cache lookups for chunks a child asked for on demand: hit (the relay had it) or miss (asked upstream). Tag: kind.</summary>
+    public static readonly Counter<long> CacheLookups = Meter.CreateCounter<long>(
+        "streamclone.relay.cache.lookups", "{chunk}", "Relay cache lookups for demanded chunks: kind hit (served from the cache) or miss (asked upstream).");
+
+    public static void RecordNacks(MetricRole role, long fragments) =>
+        Nacks.Add(fragments, new KeyValuePair<string, object?>(MetricTags.Role, MetricTags.Of(role)));
+
+    public static void RecordRepairs(long datagrams) => Repairs.Add(datagrams);
+
+    public static void RecordDatagramsSent(long datagrams, bool repair) =>
+        DatagramsSent.Add(datagrams, new KeyValuePair<string, object?>(MetricTags.Kind, repair ? MetricTags.Repair : MetricTags.Data));
+
+    public static void RecordDatagramDropped(DatagramDropReason reason) =>
+        DatagramsDropped.Add(1, new KeyValuePair<string, object?>(MetricTags.Reason, MetricTags.Of(reason)));
+
+    public static void RecordCacheLookups(long hits, long misses)
+    {
+        if (hits > 0)
+        {
+            CacheLookups.Add(hits, new KeyValuePair<string, object?>(MetricTags.Kind, MetricTags.Hit));
+        }
+        if (misses > 0)
+        {
+            CacheLookups.Add(misses, new KeyValuePair<string, object?>(MetricTags.Kind, MetricTags.Miss));
+        }
+    }
+
     /// <summary>Counts one batch's chunks by kind; kinds with no chunks are not recorded.</summary>
     public static void RecordChunks(MetricRole role, Lane lane, int data, int zero, int known, int dedup = 0)
     {
@@ -141,6 +184,24 @@ public enum MetricRole
 {
     Source,
     Sink,
+    Relay,
+}
+
+/// <summary>Why a multicast receiver dropped a datagram (a fixed set: tag values).</summary>
+public enum DatagramDropReason
+{
+    /// <summary>Too short, bad magic or version, or fields out of range.</summary>
+    Malformed,
+    /// <summary>AES-GCM authentication failed: not sent by the key holder, or altered.</summary>
+    Forged,
+    /// <summary>A datagram counter seen before (replay window).</summary>
+    Replayed,
+    /// <summary>Another sender, snapshot or key id.</summary>
+    Foreign,
+    /// <summary>A fragment already held (a repair another receiver asked for).</summary>
+    Duplicate,
+    /// <summary>Beyond the receiver's reassembly window.</summary>
+    Window,
 }
 
 /// <summary>Tag keys and the fixed tag values, as cached strings (a measurement allocates nothing).</summary>
@@ -156,11 +217,26 @@ public static class MetricTags
     public const string Zero = "zero";
     public const string Known = "known";
     public const string Dedup = "dedup";
+    public const string Repair = "repair";
+    public const string Hit = "hit";
+    public const string Miss = "miss";
 
     public static string Of(MetricRole role) => role switch
     {
         MetricRole.Source => "source",
         MetricRole.Sink => "sink",
+        MetricRole.Relay => "relay",
+        _ => "other",
+    };
+
+    public static string Of(DatagramDropReason reason) => reason switch
+    {
+        DatagramDropReason.Malformed => "malformed",
+        DatagramDropReason.Forged => "forged",
+        DatagramDropReason.Replayed => "replayed",
+        DatagramDropReason.Foreign => "foreign",
+        DatagramDropReason.Duplicate => "duplicate",
+        DatagramDropReason.Window => "window",
         _ => "other",
     };
 

@@ -19,6 +19,15 @@ public enum FrameType : byte
     SnapshotComplete = 7,
     /// <summary>Sink → source, bulk lane: the snapshot is verified and durable.</summary>
     SnapshotStored = 8,
+    /// <summary>Relay → multicast receiver, bulk lane (the receiver's control connection): the group, port, sender id and the
+    /// snapshot's AES-GCM key, and the stream position from which batches come by multicast (Shared/Multicast).</summary>
+    MulticastJoin = 9,
+    /// <summary>Multicast receiver → relay, bulk lane: periodic feedback (next batch it needs in order, loss and receive rate,
+    /// timestamp echo for the group round-trip time) and NACKs of missing fragments.</summary>
+    MulticastReport = 10,
+    /// <summary>Relay → multicast receiver, bulk lane: multicast ends for this receiver (it fell too far behind, or the relay
+    /// stops sending); batches from the given position on come over this TCP lane.</summary>
+    MulticastLeave = 11,
 }
 
 /// <summary>Which connection of a session a Hello opens.</summary>

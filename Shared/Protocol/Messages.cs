@@ -79,6 +79,13 @@ public sealed class SnapshotOfferMessage : IMessagePackSerializationCallbackRece
     [Key(2)] public string Origin { get; set; } = "";
     [Key(3)] public string HashAlgorithm { get; set; } = HashAlgorithms.Blake3;
     [Key(4)] public List<ObjectInfo> Objects { get; set; } = [];
+    /// <summary>
+    /// Where a child reattaches when the offering node dies: the offering node's own upstream chain as "host:port",
+    /// nearest first (a source sends none, a relay its upstream and that node's list). Bounded by
+    /// <see cref="WireLimits.MaxUpstreamHints"/> and checked by <see cref="OfferRules"/>; a child dials them like any peer
+    /// (mutual TLS), so a lying relay can only send it to nodes of its own cluster.
+    /// </summary>
+    [Key(5)] public List<string> Upstreams { get; set; } = [];
 
     void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
     {
@@ -86,6 +93,7 @@ public sealed class SnapshotOfferMessage : IMessagePackSerializationCallbackRece
 
     void IMessagePackSerializationCallbackReceiver.OnAfterDeserialize()
     {
+        NilMembers.RejectItems(Upstreams, nameof(SnapshotOfferMessage), nameof(Upstreams));
         NilMembers.Reject(SnapshotId, nameof(SnapshotOfferMessage), nameof(SnapshotId));
         NilMembers.Reject(Origin, nameof(SnapshotOfferMessage), nameof(Origin));
         NilMembers.Reject(HashAlgorithm, nameof(SnapshotOfferMessage), nameof(HashAlgorithm));
@@ -133,6 +141,12 @@ public sealed class ChunkBatchMessage : IMessagePackSerializationCallbackReceive
     [Key(5)] public int RawLength { get; set; }
     /// <summary>Non-zero when this batch answers a demand request.</summary>
     [Key(6)] public long RequestId { get; set; }
+    /// <summary>
+    /// Bulk batches: the batch's 1-based position in the snapshot's encoded stream, the same at every hop, on TCP and on
+    /// multicast (a receiver takes them strictly in order: a Known entry may name a chunk of an earlier batch).
+    /// Demand answers: 0.
+    /// </summary>
+    [Key(7)] public long Sequence { get; set; }
 
     void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
     {
