@@ -164,6 +164,7 @@ public sealed partial class SourceSession
     {
         var frames = new List<(ChunkBatchMessage, ReadOnlyMemory<byte>)>();
         var drained = new List<EncodedBatch>();
+        long sequence = 0;
         try
         {
             while (await output.OutputAvailableAsync(ct))
@@ -171,6 +172,7 @@ public sealed partial class SourceSession
                 while (drained.Count < 16 && output.TryReceive(out var batch))
                 {
                     drained.Add(batch);
+                    batch.Header.Sequence = ++sequence;
                     frames.Add((batch.Header, batch.PayloadMemory));
                 }
                 await bulk.SendManyAsync(FrameType.ChunkBatch, frames, ct);
