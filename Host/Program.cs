@@ -21,6 +21,7 @@ root.Subcommands.Add(GuestCommand.Create());
 root.Subcommands.Add(VmCommand.Create());
 root.Subcommands.Add(RestoreCommand.Create());
 root.Subcommands.Add(PkiCommand.Create());
+root.Subcommands.Add(StatusCommand.Create());
 
 // Every failure ends the command with one line on stderr and a non-zero exit: the log's line when a
 // session already logged its close reason (FailureReport), else this one. Expected ones (a bad peer, a full disk,

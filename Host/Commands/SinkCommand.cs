@@ -59,6 +59,9 @@ internal static class SinkCommand
             var options = new SinkOptions { Parallelism = result.GetValue(parallelism), Tls = tls };
             var transport = timeouts.Apply(result, TransportOptions.Default);
             await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, transport, logger, ct);
+            // The progress gauges (status draws them): registered here, beside the session's owner, not in the session.
+            var snapshot = session.Snapshot;
+            using var progress = SnapshotProgress.Register(MetricRole.Sink, () => (snapshot.PresentChunks, snapshot.TotalChunks));
             var probe = new DemandProbe();
             var manifest = await probe.RunBesideAsync(session, result.GetValue(probeReads), TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42,
                 HostServices.Interactive(asJson) ? run => ProgressView.ShowSinkAsync(session, run) : null, ct);

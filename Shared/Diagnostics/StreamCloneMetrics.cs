@@ -92,6 +92,19 @@ public static class StreamCloneMetrics
     public static readonly Counter<long> CacheLookups = Meter.CreateCounter<long>(
         "streamclone.relay.cache.lookups", "{chunk}", "Relay cache lookups for demanded chunks: kind hit (served from the cache) or miss (asked upstream).");
 
+    /// <summary>
+    /// Chunks of the snapshots this process is pulling (sessions registered in <see cref="SnapshotProgress"/>),
+    /// summed per role; with <see cref="SnapshotChunksPresent"/> it is a transfer's progress. Tag: role.
+    /// </summary>
+    public static readonly ObservableGauge<long> SnapshotChunks = Meter.CreateObservableGauge(
+        "streamclone.snapshot.chunks", () => SnapshotProgress.Observe(present: false), "{chunk}",
+        "Chunks of the snapshots being pulled now (sink or relay sessions), by role.");
+
+    /// <summary>How many of <see cref="SnapshotChunks"/> are present in the store (readable). Tag: role.</summary>
+    public static readonly ObservableGauge<long> SnapshotChunksPresent = Meter.CreateObservableGauge(
+        "streamclone.snapshot.chunks.present", () => SnapshotProgress.Observe(present: true), "{chunk}",
+        "Chunks of the snapshots being pulled now that are present in the store, by role.");
+
     public static void RecordNacks(MetricRole role, long fragments) =>
         Nacks.Add(fragments, new KeyValuePair<string, object?>(MetricTags.Role, MetricTags.Of(role)));
 
