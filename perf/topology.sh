@@ -18,7 +18,8 @@
 #   host NAME ROLE OPTIONS...    a host (10.77.0.N, N = its line's order) running `<bin> ROLE OPTIONS...`
 # Placeholders in OPTIONS: {addr} / {addr:HOST} (host address), {dir} / {dir:HOST} (a per-host data path
 # under the run directory, not created), {run} (the run directory), {KEY} (from --set KEY=VALUE).
-# Hosts start in file order; a host whose options hold `--listen ADDR:PORT` must listen before the next starts.
+# Hosts start in file order; each must be ready before the next starts: listening on the port of its `--listen
+# ADDR:PORT` if it has one, and answering on its metrics endpoint (or have ended).
 # The run ends when every awaited host exited (all 0: success), when any node exits non-zero (failure), or at
 # the timeout (failure). Everything (processes, namespaces) is torn down on exit, INT and TERM, failed or not;
 # a stale run of the same name (owner gone, or left by `up`) is torn down first. Bytes in/out are the host's
@@ -235,6 +236,14 @@ start_node() {
     until [ -n "$(ip netns exec "$ns" ss -Hltn "sport = :$port" 2>/dev/null)" ]; do
       [ -f "$nd/rc" ] && die "host $h exited (code $(cat "$nd/rc")) before listening on $listen: $(tail -1 "$nd/stderr" 2>/dev/null)"
       [ $SECONDS -lt $deadline ] || die "host $h did not listen on $listen within 60 s"
+      sleep 0.1
+    done
+  fi
+  # Ready means its metrics answer too (a `status` right after `up` reads every node), unless it already ended.
+  if [ -n "${metrics_url[$h]:-}" ]; then
+    local until=$((SECONDS + 60))
+    until ip netns exec "$(ns_of br)" curl -sf --max-time 1 -o /dev/null "${metrics_url[$h]}" 2>/dev/null || [ -f "$nd/rc" ]; do
+      [ $SECONDS -lt $until ] || die "host $h did not serve ${metrics_url[$h]} within 60 s"
       sleep 0.1
     done
   fi
