@@ -19,6 +19,9 @@ public static class SnapshotProgress
     public static IDisposable Register(MetricRole role, Func<(long Present, long Total)> read)
     {
         ArgumentNullException.ThrowIfNull(read);
+        // The gauges are static fields of StreamCloneMetrics: touching one creates them (and publishes them to a listening
+        // exporter) even in a process that has measured nothing else yet, so the first scrape after this has them.
+        GC.KeepAlive(StreamCloneMetrics.SnapshotChunks);
         var entry = new Entry(role, read);
         lock (Gate)
         {
