@@ -27,6 +27,8 @@
 # scrape of its metrics endpoint (every second while it runs, and once just before the script stops it).
 # Needs root, iproute2, tc, curl, jq, and nftables for `loss` (installed when missing).
 set -euo pipefail
+# Command substitutions (placeholder expansion) fail the script too, not just themselves.
+shopt -s inherit_errexit
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state_root=/run/streamclone-topology
 subnet=10.77.0
