@@ -4,8 +4,8 @@ using StreamClone.Perf;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Host.Commands;
 
@@ -56,9 +56,9 @@ internal static class SinkCommand
                 FreeSpaceMarginBytes = SizeParser.Parse(result.GetValue(freeSpaceMargin)!),
             };
             using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
-            var options = new SinkOptions { Parallelism = result.GetValue(parallelism), Tls = tls };
+            var options = new UpstreamOptions { Parallelism = result.GetValue(parallelism), Tls = tls };
             var transport = timeouts.Apply(result, TransportOptions.Default);
-            await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, transport, logger, ct);
+            await using var session = await UpstreamSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, transport, logger, ct);
             var probe = new DemandProbe();
             var manifest = await probe.RunBesideAsync(session, result.GetValue(probeReads), TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42,
                 HostServices.Interactive(asJson) ? run => ProgressView.ShowSinkAsync(session, run) : null, ct);

@@ -6,9 +6,9 @@ using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
-public sealed partial class SinkSession
+public sealed partial class UpstreamSession
 {
     /// <summary>Readers waiting for a chunk, by (object, index). One request per chunk however many readers wait.</summary>
     private readonly ConcurrentDictionary<(int ObjectId, long Index), TaskCompletionSource> _waiting = new();
@@ -198,7 +198,7 @@ public sealed partial class SinkSession
             if (reason.Kind == CloseKind.Protocol)
             {
                 // The source broke the protocol on this lane: told and logged here (the bulk lane may still finish).
-                SinkLog.SessionFailed(_logger, SessionId, Sentence($"demand lane: {reason}"));
+                UpstreamLog.SessionFailed(_logger, SessionId, Sentence($"demand lane: {reason}"));
             }
             var closed = new IOException($"demand lane closed: {reason}", ex);
             Volatile.Write(ref _demandClosed, closed);

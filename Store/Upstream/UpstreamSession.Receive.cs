@@ -8,9 +8,9 @@ using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Threading;
 using StreamClone.Shared.Transport;
 
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
-public sealed partial class SinkSession
+public sealed partial class UpstreamSession
 {
     // Completes once a failed bulk stream's abandoned buffers are back in the pool (DisposeAsync waits for it).
     private Task _buffersReturned = Task.CompletedTask;
@@ -90,7 +90,7 @@ public sealed partial class SinkSession
             await _bulk.SendAsync(FrameType.SnapshotStored,
                 new SnapshotStoredMessage { SnapshotId = Snapshot.SnapshotId, ChunksReceived = Stats.Chunks },
                 ReadOnlyMemory<byte>.Empty, ct);
-            SinkLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
+            UpstreamLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
             CloseReason = Shared.Transport.CloseReason.Completed($"snapshot {Snapshot.SnapshotId} stored from {Source}");
             return manifest;
         }
@@ -101,7 +101,7 @@ public sealed partial class SinkSession
             var ex = await CauseAsync(FailureReport.FirstCause(caught), verify.Completion);
             var reason = await SessionFailure.CloseAsync(_bulk, ex, StoreFault);
             CloseReason ??= reason;
-            SinkLog.SessionFailed(_logger, SessionId, Sentence(reason.ToString()));
+            UpstreamLog.SessionFailed(_logger, SessionId, Sentence(reason.ToString()));
             FailureReport.MarkLogged(ex);
             // Nothing unverified was stored. The faulted blocks drop the batches they hold; those
             // buffers go back once the receive loop and both stages have stopped: not awaited here

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 
-namespace StreamClone.Sink.Session;
+using StreamClone.Store.Upstream;
+
+namespace StreamClone.Sink;
 
 /// <summary>
 /// Measures demand latency the way a starting clone sees it: random 4 KiB reads of chunks the bulk
@@ -15,7 +17,7 @@ public sealed class DemandProbe
 
     public IReadOnlyList<double> DemandLatenciesMs => _demandMs;
 
-    public async Task RunAsync(SinkSession session, int reads, TimeSpan spacing, int seed, CancellationToken ct)
+    public async Task RunAsync(UpstreamSession session, int reads, TimeSpan spacing, int seed, CancellationToken ct)
     {
         var random = new Random(seed);
         var objects = session.Snapshot.Objects.Where(o => o.Size > 0).ToList();
@@ -42,7 +44,7 @@ public sealed class DemandProbe
     }
 
     /// <summary>Runs the session's bulk stream to the end with this probe beside it (stopped when the stream ends).</summary>
-    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(SinkSession session, int reads, TimeSpan spacing, int seed,
+    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(UpstreamSession session, int reads, TimeSpan spacing, int seed,
         Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
