@@ -25,6 +25,23 @@ public sealed record UpstreamOptions
     /// </summary>
     public BatchBufferPool Buffers { get; init; } = BatchBufferPool.Shared;
 
+    /// <summary>
+    /// Payload bytes of bulk batches held out of order, waiting for an earlier sequence (multicast datagrams arrive
+    /// out of order, and a lagging receiver gets the gap over TCP): 64 MiB covers a few hundred batches of typical
+    /// compressed size, about half a second of a 1 Gbit/s stream, and is what one session may make a node hold.
+    /// Past it a batch is dropped (its feed must bring it again), never waited for.
+    /// </summary>
+    public long ReorderWindowBytes { get; init; } = 64L << 20;
+
+    /// <summary>
+    /// The snapshot this session must be offered (null: any). A sink reattaching after its upstream died accepts
+    /// only the snapshot it was pulling; another one is refused before anything is stored.
+    /// </summary>
+    public string? RequiredSnapshotId { get; init; }
+
+    /// <summary>Taps a relay forwards from (offer, each bulk batch before verify, completion); null for a plain sink.</summary>
+    public IUpstreamObserver? Observer { get; init; }
+
     /// <summary>Peer name sent in Hello (logs on the source; a label only, marked unverified, when the source runs without TLS).</summary>
     public string PeerName { get; init; } = Environment.MachineName;
 

@@ -24,7 +24,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
     private readonly CancellationTokenSource _stop;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    private UpstreamSession(ChunkStore store, UpstreamOptions options, ILogger logger, FrameConnection bulk, SnapshotAssembly snapshot, string sessionId, PeerIdentity source, CancellationToken ct)
+    private UpstreamSession(ChunkStore store, UpstreamOptions options, ILogger logger, FrameConnection bulk, SnapshotAssembly snapshot, SnapshotOfferMessage offer, string sessionId, PeerIdentity source, CancellationToken ct)
     {
         Source = source;
         _store = store;
@@ -32,6 +32,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
         _logger = logger;
         _bulk = bulk;
         Snapshot = snapshot;
+        Offer = offer;
         SessionId = sessionId;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Snapshot.ChunkPresent += OnChunkPresent;
@@ -46,6 +47,9 @@ public sealed partial class UpstreamSession : IAsyncDisposable
     public CloseReason? CloseReason { get; private set; }
 
     public SnapshotAssembly Snapshot { get; }
+
+    /// <summary>The upstream's offer (its <see cref="SnapshotOfferMessage.Upstreams"/> are the reattach hints).</summary>
+    public SnapshotOfferMessage Offer { get; }
 
     public UpstreamStats Stats { get; } = new();
 
@@ -82,6 +86,12 @@ public sealed partial class UpstreamSession : IAsyncDisposable
             var offer = await bulk.ReceiveOneAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, handshake.Token);
             // The store checks the offer (OfferRules) and the node's limits before it writes anything; a refusal
             // goes to the source (OfferRefused, MalformedHeader) through the failure policy below.
+            OfferRules.Validate(offer);
+            if (options.RequiredSnapshotId is { } required && !string.Equals(offer.SnapshotId, required, StringComparison.Ordinal))
+            {
+                ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused, $"offered snapshot {offer.SnapshotId}, this node is pulling {required}");
+            }
+            options.Observer?.OfferReceived(offer);
             var snapshot = store.OpenSnapshot(offer, upstream);
             var inventory = store.GetInventory(upstream);
             // A source accepts at most one hash per offered chunk (more could not help); a store holding
@@ -92,7 +102,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
             UpstreamLog.SessionStarted(logger, sessionId, hello.Peer.ToString(), offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
 
-            var session = new UpstreamSession(store, options, logger, bulk, snapshot, sessionId, hello.Peer, ct);
+            var session = new UpstreamSession(store, options, logger, bulk, snapshot, offer, sessionId, hello.Peer, ct);
             try
             {
                 var demand = await connect(Lane.Demand, ct);

@@ -160,6 +160,7 @@ public class HostilePeerTests
         ChunkHash.Compute(announced).Write(hashes.AsSpan(ChunkHash.Size));
         await bulk.SendAsync(FrameType.ChunkBatch, new ChunkBatchMessage
         {
+            Sequence = 1,
             ObjectId = 0,
             FirstIndex = 0,
             Kinds = [(byte)ChunkEntryKind.Data, (byte)ChunkEntryKind.Data],

@@ -44,6 +44,7 @@ public class SinkBufferTests
                 {
                     writer.Write(output, FrameType.ChunkBatch, new ChunkBatchMessage
                     {
+                        Sequence = b + 1,
                         ObjectId = 0,
                         FirstIndex = (long)b * Chunks,
                         Kinds = Enumerable.Repeat((byte)ChunkEntryKind.Data, Chunks).ToArray(),
