@@ -17,25 +17,29 @@ public sealed class DemandProbe
 
     public IReadOnlyList<double> DemandLatenciesMs => _demandMs;
 
-    public async Task RunAsync(UpstreamSession session, int reads, TimeSpan spacing, int seed, CancellationToken ct)
+    public Task RunAsync(UpstreamSession session, int reads, TimeSpan spacing, int seed, CancellationToken ct) =>
+        RunAsync(session.Snapshot, session.ReadAsync, reads, spacing, seed, ct);
+
+    private async Task RunAsync(Store.SnapshotAssembly snapshot, Func<int, long, Memory<byte>, CancellationToken, ValueTask<int>> read,
+        int reads, TimeSpan spacing, int seed, CancellationToken ct)
     {
         var random = new Random(seed);
-        var objects = session.Snapshot.Objects.Where(o => o.Size > 0).ToList();
+        var objects = snapshot.Objects.Where(o => o.Size > 0).ToList();
         var buffer = new byte[4096];
         for (var attempts = 0; _demandMs.Count < reads && attempts < reads * 20 && !ct.IsCancellationRequested; attempts++)
         {
             var obj = objects[random.Next(objects.Count)];
             var chunks = (obj.Size + obj.ChunkSize - 1) / obj.ChunkSize;
             var index = random.NextInt64(chunks);
-            if (session.Snapshot.IsPresent(obj.Id, index))
+            if (snapshot.IsPresent(obj.Id, index))
             {
                 Hits++;
                 continue;
             }
             var clock = Stopwatch.StartNew();
-            await session.ReadAsync(obj.Id, index * obj.ChunkSize, buffer.AsMemory(0, (int)Math.Min(buffer.Length, obj.Size - (index * obj.ChunkSize))), ct);
+            await read(obj.Id, index * obj.ChunkSize, buffer.AsMemory(0, (int)Math.Min(buffer.Length, obj.Size - (index * obj.ChunkSize))), ct);
             _demandMs.Add(clock.Elapsed.TotalMilliseconds);
-            if (session.Snapshot.PresentChunks == session.Snapshot.TotalChunks)
+            if (snapshot.PresentChunks == snapshot.TotalChunks)
             {
                 break;
             }
@@ -67,6 +71,48 @@ public sealed class DemandProbe
             }
             catch (OperationCanceledException)
             {
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs a sink client to the end (reattaching as it must) with this probe beside it, reading through the client
+    /// so a read caught by a reattach waits for the next upstream.
+    /// </summary>
+    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(SinkClient client, int reads, TimeSpan spacing, int seed,
+        Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct)
+    {
+        var run = client.RunAsync(ct);
+        UpstreamSession first;
+        try
+        {
+            first = await client.FirstSession;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // No upstream connected: the run's own exception is the one to report.
+            return await run;
+        }
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var probing = reads > 0 ? RunAsync(first.Snapshot, client.ReadAsync, reads, spacing, seed, stop.Token) : Task.CompletedTask;
+        if (watch is not null)
+        {
+            await watch(run);
+        }
+        try
+        {
+            return await run;
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            try
+            {
+                await probing;
+            }
+            catch (Exception ex) when (ex is OperationCanceledException || run.IsFaulted)
+            {
+                // Stopped with the run, or failed with it (its reason is the one reported).
             }
         }
     }
