@@ -41,7 +41,8 @@ public class ReattachTests
     /// <summary>
     /// The first source stops sending mid-stream (the proxy holds its bytes from 4 MiB on) and is then killed: no
     /// FIN, no RST reaches the sink, as when a host dies. The sink's idle timeout ends that session; it reattaches to
-    /// the second source offering the same snapshot and ends byte-identical, having kept what it verified.
+    /// the second source offering the same snapshot and ends byte-identical, having kept what it verified. Demand reads
+    /// run beside it all along.
     /// </summary>
     [Fact]
     public async Task A_sink_whose_source_dies_mid_stream_reattaches_to_the_next_and_ends_identical()
@@ -57,7 +58,7 @@ public class ReattachTests
         proxy.Inject(connection: 1, ProxyDirection.Downstream, ProxyFault.StallAfter(4 << 20));
 
         await using var sink = StreamCloneProcess.Start("sink", "--connect", $"127.0.0.1:{proxy.EndPoint.Port},127.0.0.1:{secondPort}",
-            "--store", dir.File("store"), "--idle-timeout", "2", "--json", "--log-level", "Information");
+            "--store", dir.File("store"), "--idle-timeout", "2", "--probe-reads", "40", "--probe-spacing-ms", "50", "--json", "--log-level", "Information");
         using var stalled = new CancellationTokenSource(ExitGuard);
         await proxy.WhenBytesAsync(1, ProxyDirection.Downstream, 4 << 20, stalled.Token);
         first.Kill();
@@ -66,6 +67,9 @@ public class ReattachTests
         Assert.True(exit == 0, sink.Stderr);
         Assert.Equal(await File.ReadAllBytesAsync(image), await File.ReadAllBytesAsync(CopyPath(sink)));
         Assert.Contains(sink.StderrLines, l => l.Contains($"Reattached to 127.0.0.1:{secondPort}: snapshot reattach-1 resumes", StringComparison.Ordinal));
+        // Demand reads ran through the outage (those caught by it waited for the next upstream): none failed the sink.
+        using var summary = JsonDocument.Parse(sink.LastLine);
+        Assert.True(summary.RootElement.GetProperty("demand_reads").GetInt32() > 0, sink.LastLine);
         Assert.Equal(0, await second.WaitAsync(ExitGuard));
     }
 
