@@ -1,6 +1,6 @@
 using Spectre.Console;
-using StreamClone.Sink.Session;
 using StreamClone.Source.Server;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Host;
 
@@ -19,7 +19,7 @@ internal static class ProgressView
             new RemainingTimeColumn(),
             new SpinnerColumn());
 
-    public static Task ShowSinkAsync(SinkSession session, Task work) => Create().StartAsync(async ctx =>
+    public static Task ShowSinkAsync(UpstreamSession session, Task work) => Create().StartAsync(async ctx =>
     {
         var total = session.Snapshot.Objects.Sum(o => o.Size);
         var task = ctx.AddTask($"sink {session.Snapshot.SnapshotId[..8]}", maxValue: Math.Max(1, total));
@@ -31,7 +31,7 @@ internal static class ProgressView
         Update(task, session);
     });
 
-    private static void Update(ProgressTask task, SinkSession session)
+    private static void Update(ProgressTask task, UpstreamSession session)
     {
         var covered = session.Stats.CoveredBytes;
         var ratio = covered == 0 ? 0 : 100.0 * session.WireBytes / covered;

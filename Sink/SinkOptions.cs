@@ -1,29 +1,19 @@
-using StreamClone.Shared.Buffers;
-using StreamClone.Shared.Transport;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Sink;
 
+/// <summary>A sink's policy: how it pulls (<see cref="Upstream"/>) and how long it keeps trying other upstreams when one dies.</summary>
 public sealed record SinkOptions
 {
-    /// <summary>Workers verifying (decompress + BLAKE3) batches in parallel; storing stays in order.</summary>
-    public int Parallelism { get; init; } = Environment.ProcessorCount;
+    public UpstreamOptions Upstream { get; init; } = new();
 
     /// <summary>
-    /// Received batches buffered before the receive loop stops reading the socket (≈ 4 × 256 KiB
-    /// raw per worker): enough to keep verification busy, small enough that backpressure reaches
-    /// the source within a few milliseconds of work.
+    /// Total time a sink spends reattaching after its upstream dies, across every candidate and attempt:
+    /// long enough for a relay to restart or an alternate to take over, short enough that a sink whose
+    /// upstreams are all gone ends with one clear line instead of waiting forever. Readers wait this long too.
     /// </summary>
-    public int StageCapacity { get; init; } = 4;
+    public TimeSpan ReattachTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>
-    /// Where the session rents payload copies and decompressed batches: the process's bounded pool;
-    /// a test gives a session a pool of its own to count its leases exactly.
-    /// </summary>
-    public BatchBufferPool Buffers { get; init; } = BatchBufferPool.Shared;
-
-    /// <summary>Peer name sent in Hello (logs on the source; a label only, marked unverified, when the source runs without TLS).</summary>
-    public string PeerName { get; init; } = Environment.MachineName;
-
-    /// <summary>Mutual TLS for both lanes (this node's certificate and its rule for the source's); null = plain TCP, logged as insecure.</summary>
-    public TlsSettings? Tls { get; init; }
+    /// <summary>Pause before a candidate is tried again after every candidate failed once (not between candidates).</summary>
+    public TimeSpan ReattachBackoff { get; init; } = TimeSpan.FromMilliseconds(250);
 }

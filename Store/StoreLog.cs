@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace StreamClone.Store;
 
 /// <summary>
-/// Store log events, ids 3000-3099 (the sink's session events, 3100+, are in Sink/Session/SinkSessionLog.cs). Never reuse an id:
+/// Store log events, ids 3000-3099 (the sink's session events, 3100+, are in Store/Upstream/UpstreamLog.cs). Never reuse an id:
 /// retire it with a "Reserved" comment so old logs stay searchable.
 /// </summary>
 internal static partial class StoreLog

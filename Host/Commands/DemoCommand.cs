@@ -9,9 +9,8 @@ using StreamClone.Clone;
 using StreamClone.Processes;
 using StreamClone.Qemu;
 using StreamClone.Shared;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.TestGuest;
 
 namespace StreamClone.Host.Commands;
@@ -85,10 +84,10 @@ internal static partial class DemoCommand
             var port = await PortFile.WaitAsync(portFile, source, TimeSpan.FromSeconds(60), ct);
             var snapshotClock = Stopwatch.StartNew();
             using var store = ChunkStore.Open(Path.Combine(work, "store"), logger);
-            SinkSession? session = null;
+            UpstreamSession? session = null;
             try
             {
-                session = await SinkSession.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), store, new SinkOptions { Tls = tls }, TransportOptions.Default, logger, ct);
+                session = await UpstreamSession.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), store, new UpstreamOptions { Tls = tls }, TransportOptions.Default, logger, ct);
                 var run = session.RunAsync();
                 await ProgressView.ShowSinkAsync(session, run);
                 await run;

@@ -6,8 +6,8 @@ using StreamClone.Perf;
 using StreamClone.Processes;
 using StreamClone.Shared;
 using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Host.Commands;
 
@@ -66,8 +66,8 @@ internal static class DemoImage
         AnsiConsole.MarkupLine($"[grey]source:[/] process {source.Id} listening on 127.0.0.1:{port}");
 
         using var store = ChunkStore.Open(Path.Combine(work, "store"), logging.CreateLogger("sink"));
-        await using var session = await SinkSession.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port), store,
-            new SinkOptions { Tls = tls }, TransportOptions.Default, logging.CreateLogger("sink"), ct);
+        await using var session = await UpstreamSession.ConnectAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port), store,
+            new UpstreamOptions { Tls = tls }, TransportOptions.Default, logging.CreateLogger("sink"), ct);
         AnsiConsole.MarkupLine($"[grey]sink:[/] process {Environment.ProcessId}, store {Path.Combine(work, "store")}; {probeReads} demand reads will run during the transfer");
 
         var probe = new DemandProbe();

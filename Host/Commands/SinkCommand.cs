@@ -4,8 +4,8 @@ using StreamClone.Perf;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Host.Commands;
 
@@ -13,7 +13,16 @@ internal static class SinkCommand
 {
     public static Command Create()
     {
-        var connect = new Option<string>("--connect") { Description = "Source or relay to pull the snapshot from (HOST:PORT).", Required = true };
+        var connect = new Option<string>("--connect")
+        {
+            Description = "Source or relay to pull the snapshot from (HOST:PORT), or several in order of preference (A,B,…): when the upstream dies mid-stream the sink reattaches to the next (then to the hints in the offer) and resumes.",
+            Required = true,
+        };
+        var reattachTimeout = new Option<double>("--reattach-timeout")
+        {
+            Description = "Seconds a sink keeps trying its other upstreams after the one it pulls from died (readers wait as long); then it ends with one line.",
+            DefaultValueFactory = _ => new SinkOptions().ReattachTimeout.TotalSeconds,
+        };
         var store = new Option<string>("--store") { Description = "Store directory (content-addressed across snapshots; resumes after a crash).", Required = true };
         var probeReads = new Option<int>("--probe-reads") { Description = "Issue this many random demand reads while the bulk stream runs and report their latency.", DefaultValueFactory = _ => 0 };
         var probeSpacing = new Option<double>("--probe-spacing-ms") { Description = "Pause between probe reads.", DefaultValueFactory = _ => 2.0 };
@@ -35,7 +44,7 @@ internal static class SinkCommand
         var metrics = MetricsOption.Create();
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
-            connect, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
+            connect, reattachTimeout, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
             metrics,
         };
         foreach (var option in timeouts.All.Concat(security.All))
@@ -56,15 +65,21 @@ internal static class SinkCommand
                 FreeSpaceMarginBytes = SizeParser.Parse(result.GetValue(freeSpaceMargin)!),
             };
             using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
-            var options = new SinkOptions { Parallelism = result.GetValue(parallelism), Tls = tls };
+            var options = new SinkOptions
+            {
+                Upstream = new UpstreamOptions { Parallelism = result.GetValue(parallelism), Tls = tls },
+                ReattachTimeout = TimeSpan.FromSeconds(result.GetValue(reattachTimeout)),
+            };
             var transport = timeouts.Apply(result, TransportOptions.Default);
-            await using var session = await SinkSession.ConnectAsync(HostServices.ParseEndPoint(result.GetValue(connect)!), chunkStore, options, transport, logger, ct);
-            // The progress gauges (status draws them): registered here, beside the session's owner, not in the session.
-            var snapshot = session.Snapshot;
-            using var progress = SnapshotProgress.Register(MetricRole.Sink, () => (snapshot.PresentChunks, snapshot.TotalChunks));
+            var candidates = result.GetValue(connect)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            await using var client = new SinkClient(candidates, chunkStore, options, transport, logger);
+            // The progress gauges (status draws them): registered here, beside the session's owner, not in the session;
+            // after a reattach they follow the current session (the same store snapshot).
+            using var progress = SnapshotProgress.Register(MetricRole.Sink, () => client.Current?.Snapshot is { } snapshot ? (snapshot.PresentChunks, snapshot.TotalChunks) : (0, 0));
             var probe = new DemandProbe();
-            var manifest = await probe.RunBesideAsync(session, result.GetValue(probeReads), TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42,
-                HostServices.Interactive(asJson) ? run => ProgressView.ShowSinkAsync(session, run) : null, ct);
+            var manifest = await probe.RunBesideAsync(client, result.GetValue(probeReads), TimeSpan.FromMilliseconds(result.GetValue(probeSpacing)), seed: 42,
+                HostServices.Interactive(asJson) ? run => ProgressView.ShowSinkAsync(client.FirstSession.Result, run) : null, ct);
+            var session = client.Current!;
 
             var total = manifest.Objects.Sum(o => o.Size);
             var summary = new SinkSummary(

@@ -11,10 +11,10 @@ using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
+using StreamClone.Store.Upstream;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
 namespace StreamClone.Tests.Fuzz.Targets;

@@ -5,7 +5,7 @@ using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink.Session;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Tests.Fuzz.Targets;
 

@@ -5,12 +5,11 @@ using StreamClone.Perf;
 using StreamClone.Perf.Faults;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;
@@ -31,7 +30,7 @@ public class DemandAndIncrementalTests
         // The bulk lane crawls (1 MB/s), so the end of the image is far ahead of it for the whole test.
         await using var proxy = new FaultProxy(endPoint) { BytesPerSecond = 1 << 20 };
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using var session = await SinkSession.ConnectAsync(proxy.EndPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
+        await using var session = await UpstreamSession.ConnectAsync(proxy.EndPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
         var bulk = session.RunAsync();
 
         long[] offsets = [(31L << 20) + 123, (30L << 20) - 4000, (28L << 20) + 8192, (32L << 20) - 100];

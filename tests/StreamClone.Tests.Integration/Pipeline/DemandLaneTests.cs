@@ -5,12 +5,11 @@ using StreamClone.Perf.Faults;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
@@ -68,7 +67,7 @@ public class DemandLaneTests
 
         // A real sink still gets an identical copy.
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using var sink = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
+        await using var sink = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
         await sink.RunAsync();
         Assert.Equal(await File.ReadAllBytesAsync(image, stop.Token), await File.ReadAllBytesAsync(sink.Snapshot.GetObjectPath(0), stop.Token));
 
@@ -96,7 +95,7 @@ public class DemandLaneTests
         using var stop = new CancellationTokenSource(Guard);
         var serving = server.RunAsync(stop.Token);
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using (var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token))
+        await using (var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token))
         {
             var destination = GC.AllocateUninitializedArray<byte>(length);
             Assert.Equal(length, await session.ReadAsync(0, offset, destination, stop.Token));
@@ -121,7 +120,7 @@ public class DemandLaneTests
         var serving = server.RunAsync(stop.Token);
         await using var proxy = new FaultProxy(endPoint);
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using var session = await SinkSession.ConnectAsync(proxy.EndPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
+        await using var session = await UpstreamSession.ConnectAsync(proxy.EndPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
 
         var read = session.ReadAsync(0, 5 << 20, new byte[4096], stop.Token).AsTask();
         await input.DemandReadStarted.WaitAsync(stop.Token);
@@ -160,7 +159,7 @@ public class DemandLaneTests
             using var firstStop = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
             var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
             var serving = server.RunAsync(firstStop.Token);
-            await using (var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token))
+            await using (var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token))
             {
                 await session.RunAsync();
                 firstCopy = session.Snapshot.GetObjectPath(0);
@@ -181,7 +180,7 @@ public class DemandLaneTests
         await using var secondServer = new SourceServer(second, new SourceOptions(), TransportOptions.Default, NullLogger.Instance);
         var secondEndPoint = secondServer.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         var secondServing = secondServer.RunAsync(stop.Token);
-        await using (var session = await SinkSession.ConnectAsync(secondEndPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token))
+        await using (var session = await UpstreamSession.ConnectAsync(secondEndPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token))
         {
             var source = Assert.Single(secondServer.ActiveSessions);
             var buffer = new byte[chunk];

@@ -114,6 +114,7 @@ public class HostileOfferTests
                     var kinds = Enumerable.Repeat((byte)ChunkEntryKind.Data, BatchLayout.MaxChunksPerBatch).ToArray();
                     writer.Write(output, FrameType.ChunkBatch, new ChunkBatchMessage
                     {
+                        Sequence = b + 1,
                         ObjectId = 0,
                         FirstIndex = b * (long)BatchLayout.MaxChunksPerBatch,
                         Kinds = kinds,

@@ -5,12 +5,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;
@@ -76,7 +75,7 @@ public class HostilePeerTests
 
         // After all that, a real sink still gets an identical copy.
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
+        await using var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
         await session.RunAsync();
         Assert.Equal(await File.ReadAllBytesAsync(image), await File.ReadAllBytesAsync(session.Snapshot.GetObjectPath(0)));
 
@@ -161,6 +160,7 @@ public class HostilePeerTests
         ChunkHash.Compute(announced).Write(hashes.AsSpan(ChunkHash.Size));
         await bulk.SendAsync(FrameType.ChunkBatch, new ChunkBatchMessage
         {
+            Sequence = 1,
             ObjectId = 0,
             FirstIndex = 0,
             Kinds = [(byte)ChunkEntryKind.Data, (byte)ChunkEntryKind.Data],

@@ -6,12 +6,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 using StreamClone.Tests.Unit.Diagnostics;
 
@@ -48,7 +47,7 @@ public class MetricsTests
             server.SessionEnded += stats => ended.TrySetResult(stats);
             var serving = server.RunAsync(stop.Token);
             using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-            await using (var sink = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions { PeerName = SinkName }, TransportOptions.Default, NullLogger.Instance, stop.Token))
+            await using (var sink = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions { PeerName = SinkName }, TransportOptions.Default, NullLogger.Instance, stop.Token))
             {
                 // Before the bulk loop runs nothing is present, so each read goes to the source.
                 var buffer = new byte[ChunkSize];

@@ -3,9 +3,8 @@ using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Pipeline;
@@ -45,6 +44,7 @@ public class SinkBufferTests
                 {
                     writer.Write(output, FrameType.ChunkBatch, new ChunkBatchMessage
                     {
+                        Sequence = b + 1,
                         ObjectId = 0,
                         FirstIndex = (long)b * Chunks,
                         Kinds = Enumerable.Repeat((byte)ChunkEntryKind.Data, Chunks).ToArray(),
@@ -59,7 +59,7 @@ public class SinkBufferTests
         await using (source)
         {
             using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-            var session = await SinkSession.ConnectAsync(source.EndPoint, store, new SinkOptions { Buffers = pool, Parallelism = 2 }, TransportOptions.Default, NullLogger.Instance, stop.Token);
+            var session = await UpstreamSession.ConnectAsync(source.EndPoint, store, new UpstreamOptions { Buffers = pool, Parallelism = 2 }, TransportOptions.Default, NullLogger.Instance, stop.Token);
             await using (session)
             {
                 var error = await Assert.ThrowsAsync<ProtocolViolationException>(session.RunAsync);

@@ -5,12 +5,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
@@ -107,7 +106,7 @@ public class SourceLimitTests
     private static async Task AssertServesARealSinkAsync(IPEndPoint endPoint, TempDir dir, string image, string store)
     {
         using var chunkStore = ChunkStore.Open(dir.File(store), NullLogger.Instance);
-        await using var session = await SinkSession.ConnectAsync(endPoint, chunkStore, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, Ct);
+        await using var session = await UpstreamSession.ConnectAsync(endPoint, chunkStore, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, Ct);
         await session.RunAsync().WaitAsync(Guard, Ct);
         Assert.Equal(await File.ReadAllBytesAsync(image, Ct), await File.ReadAllBytesAsync(session.Snapshot.GetObjectPath(0), Ct));
     }
@@ -326,7 +325,7 @@ public class SourceLimitTests
 
             using var store = ChunkStore.Open(dir.File("refused-store"), NullLogger.Instance);
             var refused = await Assert.ThrowsAsync<ProtocolViolationException>(() =>
-                SinkSession.ConnectAsync(source.EndPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, Ct));
+                UpstreamSession.ConnectAsync(source.EndPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, Ct));
             Assert.Contains("TooManySessions", refused.Message, StringComparison.Ordinal);
         }
 

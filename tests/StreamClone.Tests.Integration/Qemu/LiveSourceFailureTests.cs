@@ -9,12 +9,11 @@ using StreamClone.Clone;
 using StreamClone.Qemu;
 using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Tests.Integration.Qemu;
 
@@ -196,7 +195,7 @@ public class LiveSourceFailureTests(QemuFixture fixture)
         var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         var serving = server.RunAsync(stop.Token);
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
+        await using var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, stop.Token);
         var bulk = session.RunAsync();
         // Wait until the sink stored part of the snapshot: its bulk pass is now waiting for pages that will never come.
         var firstPresent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

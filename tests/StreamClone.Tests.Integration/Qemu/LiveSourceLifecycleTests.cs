@@ -2,12 +2,11 @@ using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Qemu;
 using StreamClone.Shared;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Tests.Integration.Qemu;
 
@@ -50,7 +49,7 @@ public class LiveSourceLifecycleTests(QemuFixture fixture)
             var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
             var serving = live.ServeAsync(server, stop);
             using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-            await using (var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, Ct))
+            await using (var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, Ct))
             {
                 await session.RunAsync().WaitAsync(TimeSpan.FromMinutes(3), Ct);
                 Assert.True(session.Snapshot.IsComplete);

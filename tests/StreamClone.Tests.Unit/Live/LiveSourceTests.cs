@@ -7,12 +7,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
 using StreamClone.Shared.Protocol;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Live;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Tests.Unit.Live;
 
@@ -105,7 +104,7 @@ public sealed class LiveSourceTests : IDisposable
         // A grace far longer than the test may take: the session's end, not the grace, must release the stop.
         var serving = LiveSource.ServeAsync(server, receive, stop, TimeSpan.FromMinutes(5));
         using var store = ChunkStore.Open(Path.Combine(_root, "store"), NullLogger.Instance);
-        await using var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, Ct);
+        await using var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, Ct);
         var bulk = session.RunAsync();
         // The sink stored part of the snapshot: its bulk pass now waits for pages that will never come.
         var clock = Stopwatch.StartNew();
@@ -142,7 +141,7 @@ public sealed class LiveSourceTests : IDisposable
         var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         var serving = LiveSource.ServeAsync(server, receive, stop, TimeSpan.FromMinutes(5));
         using var store = ChunkStore.Open(Path.Combine(_root, "store"), NullLogger.Instance);
-        await using (var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions(), TransportOptions.Default, NullLogger.Instance, Ct))
+        await using (var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions(), TransportOptions.Default, NullLogger.Instance, Ct))
         {
             await session.RunAsync().WaitAsync(TimeSpan.FromMinutes(1), Ct);
             Assert.True(session.Snapshot.IsComplete);

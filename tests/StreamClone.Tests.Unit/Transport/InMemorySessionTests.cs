@@ -3,12 +3,11 @@ using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 
 namespace StreamClone.Tests.Unit.Transport;
 
@@ -250,7 +249,7 @@ public class InMemorySessionTests
         }
 
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using (var session = await SinkSession.ConnectAsync(ConnectAsync, "memory", store, new SinkOptions { PeerName = "sink-a" }, TransportOptions.Default, NullLogger.Instance, Ct))
+        await using (var session = await UpstreamSession.ConnectAsync(ConnectAsync, "memory", store, new UpstreamOptions { PeerName = "sink-a" }, TransportOptions.Default, NullLogger.Instance, Ct))
         {
             Assert.False(session.Source.Verified);
             Assert.Equal("memory:server", session.Source.Address);

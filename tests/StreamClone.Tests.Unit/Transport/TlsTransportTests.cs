@@ -8,12 +8,11 @@ using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
-using StreamClone.Sink;
-using StreamClone.Sink.Session;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
 namespace StreamClone.Tests.Unit.Transport;
@@ -229,13 +228,13 @@ public sealed class TlsTransportTests : IDisposable
 
         using (var plainStore = ChunkStore.Open(dir.File("plain-store"), NullLogger.Instance))
         {
-            var plain = await Record.ExceptionAsync(() => SinkSession.ConnectAsync(endPoint, plainStore, new SinkOptions(), Options, NullLogger.Instance, Ct));
+            var plain = await Record.ExceptionAsync(() => UpstreamSession.ConnectAsync(endPoint, plainStore, new UpstreamOptions(), Options, NullLogger.Instance, Ct));
             Assert.True(plain is EndOfStreamException or IOException, plain?.ToString());
             await sourceLog.NextAsync("Refused 127.0.0.1:", Ct);
         }
 
         using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);
-        await using (var session = await SinkSession.ConnectAsync(endPoint, store, new SinkOptions { Tls = _pki.Node("sink-node") }, Options, NullLogger.Instance, Ct))
+        await using (var session = await UpstreamSession.ConnectAsync(endPoint, store, new UpstreamOptions { Tls = _pki.Node("sink-node") }, Options, NullLogger.Instance, Ct))
         {
             Assert.Equal("source-node", session.Source.Name);
             Assert.True(session.Source.Verified);

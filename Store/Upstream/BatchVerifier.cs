@@ -4,7 +4,7 @@ using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
 /// <summary>
 /// A received batch: its header and a pooled copy of its payload (the frame's slices die at

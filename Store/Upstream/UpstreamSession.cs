@@ -5,27 +5,26 @@ using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
-using StreamClone.Store;
 
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
 /// <summary>
 /// A sink's session with a source (or relay): it connects, receives the offer, tells the source
 /// what the store already holds, and assembles the snapshot from the bulk stream while
 /// <see cref="ReadAsync"/> answers readers, fetching what they touch first over the demand lane.
-/// Lifecycle here; the bulk loop is in SinkSession.Receive.cs, storing in SinkSession.Store.cs,
-/// the demand lane in SinkSession.Demand.cs.
+/// Lifecycle here; the bulk loop is in UpstreamSession.Receive.cs, storing in UpstreamSession.Store.cs,
+/// the demand lane in UpstreamSession.Demand.cs.
 /// </summary>
-public sealed partial class SinkSession : IAsyncDisposable
+public sealed partial class UpstreamSession : IAsyncDisposable
 {
     private readonly ChunkStore _store;
-    private readonly SinkOptions _options;
+    private readonly UpstreamOptions _options;
     private readonly ILogger _logger;
     private readonly FrameConnection _bulk;
     private readonly CancellationTokenSource _stop;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    private SinkSession(ChunkStore store, SinkOptions options, ILogger logger, FrameConnection bulk, SnapshotAssembly snapshot, string sessionId, PeerIdentity source, CancellationToken ct)
+    private UpstreamSession(ChunkStore store, UpstreamOptions options, ILogger logger, FrameConnection bulk, SnapshotAssembly snapshot, SnapshotOfferMessage offer, string sessionId, PeerIdentity source, CancellationToken ct)
     {
         Source = source;
         _store = store;
@@ -33,6 +32,7 @@ public sealed partial class SinkSession : IAsyncDisposable
         _logger = logger;
         _bulk = bulk;
         Snapshot = snapshot;
+        Offer = offer;
         SessionId = sessionId;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Snapshot.ChunkPresent += OnChunkPresent;
@@ -48,7 +48,10 @@ public sealed partial class SinkSession : IAsyncDisposable
 
     public SnapshotAssembly Snapshot { get; }
 
-    public SinkStats Stats { get; } = new();
+    /// <summary>The upstream's offer (its <see cref="SnapshotOfferMessage.Upstreams"/> are the reattach hints).</summary>
+    public SnapshotOfferMessage Offer { get; }
+
+    public UpstreamStats Stats { get; } = new();
 
     public long WireBytes => _bulk.BytesReceived + (_demand?.BytesReceived ?? 0);
 
@@ -58,7 +61,7 @@ public sealed partial class SinkSession : IAsyncDisposable
     /// Connects both lanes and takes the offer. The snapshot is readable (through
     /// <see cref="ReadAsync"/>) as soon as this returns; call <see cref="RunAsync"/> for the bulk stream.
     /// </summary>
-    public static Task<SinkSession> ConnectAsync(EndPoint source, ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
+    public static Task<UpstreamSession> ConnectAsync(EndPoint source, ChunkStore store, UpstreamOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
     {
         Connector.WarnIfInsecure(options.Tls, logger, $"sink of {source}");
         return ConnectAsync((lane, token) => Connector.ConnectAsync(source, lane, transport, options.Tls, logger, token),
@@ -69,20 +72,26 @@ public sealed partial class SinkSession : IAsyncDisposable
     /// The same over any transport: <paramref name="connect"/> opens one lane (a socket, TLS, or an in-memory
     /// pipe pair in session tests); <paramref name="upstream"/> names the source in the store.
     /// </summary>
-    public static async Task<SinkSession> ConnectAsync(Func<Lane, CancellationToken, Task<FrameConnection>> connect, string upstream,
-        ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
+    public static async Task<UpstreamSession> ConnectAsync(Func<Lane, CancellationToken, Task<FrameConnection>> connect, string upstream,
+        ChunkStore store, UpstreamOptions options, TransportOptions transport, ILogger logger, CancellationToken ct)
     {
         var sessionId = Guid.NewGuid().ToString("N");
         var bulk = await connect(Lane.Bulk, ct);
         var sessionOwnsBulk = false;
         try
         {
-            var hello = await SessionHandshake.ClientAsync(bulk, NodeRoles.Sink, Lane.Bulk, sessionId, options.PeerName, options.Tls, ct);
+            var hello = await SessionHandshake.ClientAsync(bulk, options.Role, Lane.Bulk, sessionId, options.PeerName, options.Tls, ct);
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(ct);
             handshake.CancelAfter(transport.HandshakeTimeout);
             var offer = await bulk.ReceiveOneAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, handshake.Token);
             // The store checks the offer (OfferRules) and the node's limits before it writes anything; a refusal
             // goes to the source (OfferRefused, MalformedHeader) through the failure policy below.
+            OfferRules.Validate(offer);
+            if (options.RequiredSnapshotId is { } required && !string.Equals(offer.SnapshotId, required, StringComparison.Ordinal))
+            {
+                ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused, $"offered snapshot {offer.SnapshotId}, this node is pulling {required}");
+            }
+            options.Observer?.OfferReceived(offer);
             var snapshot = store.OpenSnapshot(offer, upstream);
             var inventory = store.GetInventory(upstream);
             // A source accepts at most one hash per offered chunk (more could not help); a store holding
@@ -90,16 +99,16 @@ public sealed partial class SinkSession : IAsyncDisposable
             // bounded every object's chunk count, so the sum cannot overflow.
             var offered = offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize));
             await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), ct);
-            SinkLog.SessionStarted(logger, sessionId, hello.Peer.ToString(), offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
+            UpstreamLog.SessionStarted(logger, sessionId, hello.Peer.ToString(), offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
 
-            var session = new SinkSession(store, options, logger, bulk, snapshot, sessionId, hello.Peer, ct);
+            var session = new UpstreamSession(store, options, logger, bulk, snapshot, offer, sessionId, hello.Peer, ct);
             try
             {
                 var demand = await connect(Lane.Demand, ct);
                 try
                 {
-                    await SessionHandshake.ClientAsync(demand, NodeRoles.Sink, Lane.Demand, sessionId, options.PeerName, options.Tls, ct);
+                    await SessionHandshake.ClientAsync(demand, options.Role, Lane.Demand, sessionId, options.PeerName, options.Tls, ct);
                 }
                 catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
@@ -157,7 +166,7 @@ public sealed partial class SinkSession : IAsyncDisposable
     {
         Snapshot.ChunkPresent -= OnChunkPresent;
         await _stop.CancelAsync();
-        FailPendingReads(new ObjectDisposedException(nameof(SinkSession), "the sink session was closed"));
+        FailPendingReads(new ObjectDisposedException(nameof(UpstreamSession), "the sink session was closed"));
         if (_demand is not null)
         {
             await _demand.DisposeAsync();

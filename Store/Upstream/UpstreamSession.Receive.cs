@@ -8,9 +8,9 @@ using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Threading;
 using StreamClone.Shared.Transport;
 
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
-public sealed partial class SinkSession
+public sealed partial class UpstreamSession
 {
     // Completes once a failed bulk stream's abandoned buffers are back in the pool (DisposeAsync waits for it).
     private Task _buffersReturned = Task.CompletedTask;
@@ -51,6 +51,28 @@ public sealed partial class SinkSession
         }, new ExecutionDataflowBlockOptions { BoundedCapacity = _options.StageCapacity, CancellationToken = ct, TaskScheduler = BackgroundPriorityScheduler.Bulk });
         verify.LinkTo(store, new DataflowLinkOptions { PropagateCompletion = true });
 
+        var observer = _options.Observer;
+        var assembler = new SequenceAssembler(_options.ReorderWindowBytes, async (batch, token) =>
+        {
+            if (observer is not null)
+            {
+                try
+                {
+                    // Cut-through: the relay forwards the batch before it is verified or written here.
+                    await observer.BatchReceivedAsync(batch.Header, batch.Payload is null ? default : batch.Payload.Memory, token);
+                }
+                catch
+                {
+                    batch.Dispose();
+                    throw;
+                }
+            }
+            await PostAsync(verify, batch, token);
+        });
+        _bulkBuffers = buffers;
+        _assembler = assembler;
+        _assemblerReady.TrySetResult();
+
         Task receive = Task.CompletedTask;
         try
         {
@@ -60,16 +82,26 @@ public sealed partial class SinkSession
                 {
                     case FrameType.ChunkBatch:
                         var header = frame.DecodeHeader<ChunkBatchMessage>();
-                        // FrameReader capped the length at TransportOptions.MaxPayloadBytes. PostAsync takes ownership.
+                        CheckBulkSequence(header.Sequence, assembler.NextSequence);
+                        // FrameReader capped the length at TransportOptions.MaxPayloadBytes. OfferAsync takes ownership.
                         var payload = buffers.Rent((int)frame.Payload.Length);
                         frame.Payload.CopyTo(payload.Span);
-                        await PostAsync(verify, new ReceivedBatch { Header = header, Payload = payload }, ct);
+                        await assembler.OfferAsync(header.Sequence, new ReceivedBatch { Header = header, Payload = payload }, ct);
                         return true;
                     case FrameType.SnapshotComplete:
                         var completion = frame.DecodeHeader<SnapshotCompleteMessage>();
+                        if (observer is not null)
+                        {
+                            await observer.CompletedAsync(completion, ct);
+                        }
                         await PostAsync(verify, new ReceivedBatch { Header = new ChunkBatchMessage(), Payload = null, Completion = completion }, ct);
                         return false;
                     default:
+                        if (BulkControlHandler is { } handler)
+                        {
+                            await handler(frame, ct);
+                            return true;
+                        }
                         ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"bulk lane: unexpected {frame.Type}");
                         return false;
                 }
@@ -90,7 +122,8 @@ public sealed partial class SinkSession
             await _bulk.SendAsync(FrameType.SnapshotStored,
                 new SnapshotStoredMessage { SnapshotId = Snapshot.SnapshotId, ChunksReceived = Stats.Chunks },
                 ReadOnlyMemory<byte>.Empty, ct);
-            SinkLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
+            UpstreamLog.SnapshotStored(_logger, Snapshot.SnapshotId, Snapshot.TotalChunks, WireBytes, Seconds);
+            assembler.Dispose();
             CloseReason = Shared.Transport.CloseReason.Completed($"snapshot {Snapshot.SnapshotId} stored from {Source}");
             return manifest;
         }
@@ -101,14 +134,17 @@ public sealed partial class SinkSession
             var ex = await CauseAsync(FailureReport.FirstCause(caught), verify.Completion);
             var reason = await SessionFailure.CloseAsync(_bulk, ex, StoreFault);
             CloseReason ??= reason;
-            SinkLog.SessionFailed(_logger, SessionId, Sentence(reason.ToString()));
+            UpstreamLog.SessionFailed(_logger, SessionId, Sentence(reason.ToString()));
             FailureReport.MarkLogged(ex);
             // Nothing unverified was stored. The faulted blocks drop the batches they hold; those
             // buffers go back once the receive loop and both stages have stopped: not awaited here
             // (the store stage may be finishing a batch, and the caller should hear the reason now)
             // but by DisposeAsync, after it has stopped them.
             ((IDataflowBlock)verify).Fault(ex);
-            _buffersReturned = buffers.ReturnAbandonedAfterAsync(receive, verify.Completion, store.Completion);
+            // Batches the assembler still holds go back first (they leave the scope's list as they do), then the rest.
+            var held = Task.WhenAll(receive, verify.Completion, store.Completion).ContinueWith(_ => assembler.Dispose(),
+                CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            _buffersReturned = buffers.ReturnAbandonedAfterAsync(receive, verify.Completion, store.Completion, held);
             if (ex != caught)
             {
                 ExceptionDispatchInfo.Throw(ex);
@@ -138,6 +174,23 @@ public sealed partial class SinkSession
             }
         }
         return verifyCompletion.IsFaulted && verifyCompletion.Exception is { } fault ? FailureReport.FirstCause(fault) : ex;
+    }
+
+    /// <summary>
+    /// On the TCP bulk lane alone, batches come 1, 2, 3, … over one ordered connection: a peer that skips or repeats
+    /// one is lying about the stream. With an external feed (multicast) beside it, the lane may bring any batch the
+    /// receiver missed, so only the range is checked and the assembler orders and deduplicates.
+    /// </summary>
+    private void CheckBulkSequence(long sequence, long next)
+    {
+        if (sequence < 1)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.OutOfSequence, $"bulk lane: batch sequence {sequence} (bulk batches are numbered from 1)");
+        }
+        if (!_externalFeed && sequence != next)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.OutOfSequence, $"bulk lane: batch {sequence} where {next} was due");
+        }
     }
 
     /// <summary>Takes ownership of <paramref name="batch"/>: it becomes the verify stage's, or is disposed here if the stage declines.</summary>

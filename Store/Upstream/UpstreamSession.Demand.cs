@@ -3,12 +3,13 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
-public sealed partial class SinkSession
+public sealed partial class UpstreamSession
 {
     /// <summary>Readers waiting for a chunk, by (object, index). One request per chunk however many readers wait.</summary>
     private readonly ConcurrentDictionary<(int ObjectId, long Index), TaskCompletionSource> _waiting = new();
@@ -46,10 +47,35 @@ public sealed partial class SinkSession
         {
             return 0;
         }
+        await EnsureChunksAsync(objectId, offset / obj.ChunkSize, (offset + length - 1) / obj.ChunkSize, ct);
+        return Snapshot.Read(objectId, offset, destination.Span[..length]);
+    }
+
+    /// <summary>
+    /// Completes once chunks <paramref name="firstIndex"/> .. +<paramref name="count"/> of an object are present in the
+    /// store, requesting the missing ones over the demand lane (a relay answering a child's demand request asks its
+    /// own upstream this way). Concurrent waiters for a chunk share one request, as <see cref="ReadAsync"/>'s do.
+    /// </summary>
+    public Task EnsurePresentAsync(int objectId, long firstIndex, int count, CancellationToken ct = default)
+    {
+        var objects = Snapshot.Objects;
+        if ((uint)objectId >= (uint)objects.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(objectId), objectId, $"the snapshot has {objects.Count} objects");
+        }
+        var total = ChunkMath.ChunkCount(objects[objectId].Size, objects[objectId].ChunkSize);
+        if (firstIndex < 0 || count < 0 || (count > 0 && firstIndex >= total) || count > total - firstIndex)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"chunks {firstIndex}+{count} of an object of {total} chunks");
+        }
+        return count == 0 ? Task.CompletedTask : EnsureChunksAsync(objectId, firstIndex, firstIndex + count - 1, ct);
+    }
+
+    private async Task EnsureChunksAsync(int objectId, long first, long last, CancellationToken ct)
+    {
+        var obj = Snapshot.Objects[objectId];
         var started = Stopwatch.GetTimestamp();
         var perRequest = WireLimits.MaxDemandChunksFor(obj.ChunkSize);
-        var first = offset / obj.ChunkSize;
-        var last = (offset + length - 1) / obj.ChunkSize;
         List<Task>? waits = null;
         long runStart = -1;
         for (var index = first; index <= last + 1; index++)
@@ -100,7 +126,6 @@ public sealed partial class SinkSession
             await Task.WhenAll(waits).WaitAsync(ct);
             StreamCloneMetrics.RecordDemandLatency(Stopwatch.GetElapsedTime(started));
         }
-        return Snapshot.Read(objectId, offset, destination.Span[..length]);
     }
 
     private async Task RequestAsync(int objectId, long firstIndex, int count, bool forceData, CancellationToken ct)
@@ -198,7 +223,7 @@ public sealed partial class SinkSession
             if (reason.Kind == CloseKind.Protocol)
             {
                 // The source broke the protocol on this lane: told and logged here (the bulk lane may still finish).
-                SinkLog.SessionFailed(_logger, SessionId, Sentence($"demand lane: {reason}"));
+                UpstreamLog.SessionFailed(_logger, SessionId, Sentence($"demand lane: {reason}"));
             }
             var closed = new IOException($"demand lane closed: {reason}", ex);
             Volatile.Write(ref _demandClosed, closed);

@@ -1,7 +1,7 @@
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
 /// <summary>Counters of one sink session (Interlocked; read by progress displays and summaries).</summary>
-public sealed class SinkStats
+public sealed class UpstreamStats
 {
     private long _chunks, _dataChunks, _zeroChunks, _knownChunks, _rawBytes, _payloadBytes, _demandAnswers;
 

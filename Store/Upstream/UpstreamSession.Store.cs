@@ -2,9 +2,9 @@ using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
-namespace StreamClone.Sink.Session;
+namespace StreamClone.Store.Upstream;
 
-public sealed partial class SinkSession
+public sealed partial class UpstreamSession
 {
     /// <summary>
     /// Places a verified batch in the store. Known entries are copied locally from where the store
@@ -65,7 +65,7 @@ public sealed partial class SinkSession
                     known++;
                     if (!present && !Snapshot.TryPutKnown(obj.Id, index, hash))
                     {
-                        SinkLog.KnownChunkRefetch(_logger, hash.ToShortString(), obj.Id, index);
+                        UpstreamLog.KnownChunkRefetch(_logger, hash.ToShortString(), obj.Id, index);
                         RequestRefetch(obj.Id, index);
                     }
                 }

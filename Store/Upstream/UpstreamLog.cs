@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Logging;
 
-namespace StreamClone.Sink;
+namespace StreamClone.Store.Upstream;
 
-/// <summary>Session events of the Sink: ids 3100-3199 (3000-3099 belong to the store), never reused.</summary>
-internal static partial class SinkLog
+/// <summary>Events of the pulling session: ids 3100-3149 (3000-3099 belong to the store, 3150-3199 to the sink's reattach loop), never reused.</summary>
+internal static partial class UpstreamLog
 {
     [LoggerMessage(3101, LogLevel.Information, "Sink session {SessionId} with {Source}: snapshot {SnapshotId} offered ({Objects} objects, {Bytes} bytes), {Present}/{Total} chunks already here, inventory of {Inventory} hashes sent")]
     public static partial void SessionStarted(ILogger logger, string sessionId, string source, string snapshotId, int objects, long bytes, long present, long total, int inventory);
