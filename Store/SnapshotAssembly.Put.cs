@@ -233,6 +233,7 @@ public sealed partial class SnapshotAssembly
         var sourceObject = GetObjectAt(location.ObjectPosition);
         if (sourceObject.ChunkLength(location.Index) == destination.Length)
         {
+            StoreFaultPoints.Hit(_store.Options, StoreFaultPoints.BeforeKnownRead);
             var read = StoreIO.ReadFully(sourceObject.Handle, sourceObject.Path, destination, sourceObject.Offset(location.Index));
             if (read == destination.Length && ChunkHash.Compute(destination) == hash)
             {

@@ -18,7 +18,8 @@ public sealed partial class SnapshotAssembly
     /// checked against <paramref name="expected"/>[i], the hash the snapshot's manifest (or offer stream)
     /// gives that place (<see cref="ChunkHash.ZeroMark"/>: must read as zeros). Stops at the first chunk
     /// that is absent or fails; a failing one is dropped (absent, out of the index, logged) so the caller
-    /// fetches it upstream. Bytes of a failing or absent chunk are never part of the result.
+    /// fetches it upstream. Bytes of a failing or absent chunk are never part of the result, and the
+    /// destination past the returned bytes holds nothing read from the store.
     /// Hold a lease (<see cref="ChunkStore.AcquireSnapshot"/>) while serving, or the snapshot may be evicted.
     /// </summary>
     public VerifiedRead ReadVerified(int objectId, long firstIndex, ReadOnlySpan<ChunkHash> expected, Span<byte> destination)
@@ -71,7 +72,8 @@ public sealed partial class SnapshotAssembly
                 if (!good)
                 {
                     DropDamaged(obj, index, hash, chunk[..Math.Clamp(read - offset, 0, length)]);
-                    chunk.Clear();
+                    // Nothing past the verified prefix leaves here, not even the unchecked rest of the run.
+                    run[offset..].Clear();
                     return new VerifiedRead(chunks, bytes);
                 }
                 offset += length;
