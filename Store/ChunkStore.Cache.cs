@@ -22,6 +22,7 @@ namespace StreamClone.Store;
 public sealed partial class ChunkStore
 {
     internal const string EvictingDirectoryName = "evicting";
+    internal const string CacheBoundFileName = "cache-bound";
 
     private long _clock;
 
@@ -354,6 +355,36 @@ public sealed partial class ChunkStore
         if (System.IO.Directory.Exists(EvictingDirectory))
         {
             System.IO.Directory.Delete(EvictingDirectory, recursive: true);
+        }
+    }
+
+    /// <summary>Writes the bound (decimal bytes) for `inspect`, or removes it when the store is unbounded now.</summary>
+    private void RecordCacheBound()
+    {
+        var path = Path.Combine(Directory, CacheBoundFileName);
+        if (Options.MaxCacheBytes is { } max)
+        {
+            StoreIO.WriteAtomically(path, System.Text.Encoding.ASCII.GetBytes(max.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        else if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>The bound a writer recorded; null when none is recorded or the file is not a positive number.</summary>
+    private long? RecordedCacheBound()
+    {
+        var path = Path.Combine(Directory, CacheBoundFileName);
+        try
+        {
+            return File.Exists(path)
+                && long.TryParse(File.ReadAllText(path), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var max)
+                && max > 0 ? max : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 }

@@ -117,6 +117,7 @@ public sealed partial class ChunkStore : IDisposable
         {
             OpenForWriting();
             RemoveEvictionLeftovers();
+            RecordCacheBound();
         }
 
         string[] directories = System.IO.Directory.Exists(SnapshotsDirectory) ? System.IO.Directory.GetDirectories(SnapshotsDirectory) : [];
@@ -262,7 +263,11 @@ public sealed partial class ChunkStore : IDisposable
             bytes += snapshot.BytesOnDisk;
             complete += snapshot.IsComplete ? 1 : 0;
         }
-        return new StoreStatistics(held, zero, IndexCount, bytes, snapshots.Length, complete);
+        return new StoreStatistics(held, zero, IndexCount, bytes, snapshots.Length, complete)
+        {
+            MaxCacheBytes = IsReadOnly ? RecordedCacheBound() : Options.MaxCacheBytes,
+            CacheBytes = CacheBytes,
+        };
     }
 
     /// <summary>

@@ -20,7 +20,11 @@ public sealed class ChunkStoreCacheTests : IDisposable
 
     private readonly TempStore _temp = new();
 
-    public ChunkStoreCacheTests() => _temp.Options.MaxCacheBytes = Bound;
+    public ChunkStoreCacheTests()
+    {
+        _temp.Options.MaxCacheBytes = Bound;
+        _temp.Reopen();                       // opened with the bound, as a relay opens its cache
+    }
 
     public void Dispose() => _temp.Dispose();
 
@@ -65,6 +69,21 @@ public sealed class ChunkStoreCacheTests : IDisposable
         AssertCached("s1", "s4", "s5");
         Assert.True(Store.CacheBytes <= Bound);
         Assert.False(Directory.Exists(Store.EvictingDirectory) && Directory.EnumerateFileSystemEntries(Store.EvictingDirectory).Any());
+    }
+
+    [Fact]
+    public async Task A_read_only_open_shows_the_bound_and_the_usage()
+    {
+        await CacheAsync("s1", 1);
+        var usage = Store.CacheBytes;
+        Assert.True(usage >= SnapshotBytes);
+        Store.Dispose();
+
+        using var readOnly = ChunkStore.OpenReadOnly(_temp.Directory, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var stats = readOnly.GetStatistics();
+
+        Assert.Equal(Bound, stats.MaxCacheBytes);
+        Assert.Equal(usage, stats.CacheBytes);
     }
 
     [Fact]
