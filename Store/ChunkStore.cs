@@ -19,7 +19,11 @@ namespace StreamClone.Store;
 /// snapshots/&lt;id&gt;/upstream          who the snapshot came from (UTF-8; see GetInventory(string))
 /// snapshots/&lt;id&gt;/manifest.msgpack  only once the snapshot is complete and its root hashes matched
 /// snapshots/&lt;id&gt;/journal.log.corrupt-&lt;UTC time&gt;  a damaged journal as found, kept when replay rebuilt it
+/// evicting/&lt;id&gt;.&lt;guid&gt;/           a cache eviction's files between rename and delete (emptied on open)
+/// cache-bound                     the cache bound the store was last opened with (for `inspect`)
 /// </code>
+/// A snapshot directory's mtime is its last use, the order a bounded store (a relay's cache) evicts in
+/// (ChunkStore.Cache.cs).
 /// The journal is the only source of truth for presence: a record is appended only after the bytes
 /// it names are fsynced, so after a crash at any instant the store holds only chunks whose bytes
 /// are on disk, and a chunk written but not journaled is absent (the source re-sends it). A journal
