@@ -68,7 +68,8 @@ public sealed partial class ChunkStore
         bool[] shared;
         lock (_snapshotsLock)
         {
-            shared = [.. _snapshots.Select(s => s.Upstream == upstream)];
+            // An evicted slot is false: its entries left the index with it.
+            shared = [.. _snapshots.Select(s => s is not null && s.Upstream == upstream)];
         }
         var hashes = new List<ChunkHash>();
         lock (_indexLock)
@@ -163,5 +164,29 @@ public sealed partial class ChunkStore
                 _index.Remove(hash);
             }
         }
+    }
+
+    /// <summary>
+    /// Removes every entry pointing into snapshot <paramref name="ordinal"/> (its eviction) and returns
+    /// their hashes, so copies of them elsewhere can be indexed again.
+    /// </summary>
+    internal HashSet<ChunkHash> IndexRemoveSnapshot(int ordinal)
+    {
+        var removed = new HashSet<ChunkHash>();
+        lock (_indexLock)
+        {
+            foreach (var (hash, packed) in _index)
+            {
+                if (ChunkLocation.Unpack(packed).Snapshot == ordinal)
+                {
+                    removed.Add(hash);
+                }
+            }
+            foreach (var hash in removed)
+            {
+                _index.Remove(hash);
+            }
+        }
+        return removed;
     }
 }

@@ -19,7 +19,11 @@ namespace StreamClone.Store;
 /// snapshots/&lt;id&gt;/upstream          who the snapshot came from (UTF-8; see GetInventory(string))
 /// snapshots/&lt;id&gt;/manifest.msgpack  only once the snapshot is complete and its root hashes matched
 /// snapshots/&lt;id&gt;/journal.log.corrupt-&lt;UTC time&gt;  a damaged journal as found, kept when replay rebuilt it
+/// evicting/&lt;id&gt;.&lt;guid&gt;/           a cache eviction's files between rename and delete (emptied on open)
+/// cache-bound                     the cache bound the store was last opened with (for `inspect`)
 /// </code>
+/// A snapshot directory's mtime is its last use, the order a bounded store (a relay's cache) evicts in
+/// (ChunkStore.Cache.cs).
 /// The journal is the only source of truth for presence: a record is appended only after the bytes
 /// it names are fsynced, so after a crash at any instant the store holds only chunks whose bytes
 /// are on disk, and a chunk written but not journaled is absent (the source re-sends it). A journal
@@ -38,8 +42,9 @@ public sealed partial class ChunkStore : IDisposable
     private readonly Lock _snapshotsLock = new();
     private readonly Dictionary<string, SnapshotAssembly> _snapshotsById = new(StringComparer.Ordinal);
 
-    // Position = the ordinal packed into hash-index locations; append-only for the store's lifetime.
-    private readonly List<SnapshotAssembly> _snapshots = [];
+    // Position = the ordinal packed into hash-index locations; append-only for the store's lifetime
+    // (ordinals are never reused), a slot cleared (null) when its snapshot is evicted.
+    private readonly List<SnapshotAssembly?> _snapshots = [];
     private bool _disposed;
 
     // Held for the store's lifetime (FileShare.None = flock(LOCK_EX) on Unix): a second process
@@ -115,6 +120,8 @@ public sealed partial class ChunkStore : IDisposable
         else
         {
             OpenForWriting();
+            RemoveEvictionLeftovers();
+            RecordCacheBound();
         }
 
         string[] directories = System.IO.Directory.Exists(SnapshotsDirectory) ? System.IO.Directory.GetDirectories(SnapshotsDirectory) : [];
@@ -148,6 +155,7 @@ public sealed partial class ChunkStore : IDisposable
                 }
             }
             var assembly = SnapshotAssembly.Load(this, _snapshots.Count, snapshotDirectory);
+            RestoreUse(assembly);
             _snapshots.Add(assembly);
             _snapshotsById.Add(assembly.SnapshotId, assembly);
         }
@@ -188,53 +196,30 @@ public sealed partial class ChunkStore : IDisposable
     /// </summary>
     /// <param name="offer">The offer as received.</param>
     /// <param name="upstream">Who it comes from, as the user named it (<see cref="UpstreamName"/>); recorded with the snapshot.</param>
-    public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer, string upstream = "")
-    {
-        ArgumentNullException.ThrowIfNull(offer);
-        ArgumentNullException.ThrowIfNull(upstream);
-        if (IsReadOnly)
-        {
-            throw new InvalidOperationException($"Chunk store {Directory} is open read-only: snapshot {offer.SnapshotId} cannot be created or resumed.");
-        }
-        var totalBytes = OfferRules.Validate(offer);
-        lock (_snapshotsLock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_snapshotsById.TryGetValue(offer.SnapshotId, out var existing))
-            {
-                // Accepted (and granted its space) when it was created; a lower limit since then does not strand it.
-                existing.EnsureSameObjects(offer);
-                ReserveIndex(existing.TotalChunks - existing.PresentChunks);
-                StoreLog.SnapshotResumed(Logger, existing.SnapshotId, existing.PresentChunks, existing.TotalChunks);
-                return existing;
-            }
-            if (_snapshots.Count > ChunkLocation.MaxSnapshots)
-            {
-                throw new InvalidOperationException($"The store holds the maximum of {ChunkLocation.MaxSnapshots} snapshots.");
-            }
-            // Before anything is written: a refused offer leaves nothing in the store.
-            CheckGrant(offer.SnapshotId, totalBytes);
-            var assembly = SnapshotAssembly.Create(this, _snapshots.Count, offer, upstream);
-            ReserveIndex(assembly.TotalChunks);
-            _snapshots.Add(assembly);
-            _snapshotsById.Add(assembly.SnapshotId, assembly);
-            StoreLog.SnapshotCreated(Logger, assembly.SnapshotId, assembly.Objects.Count, assembly.TotalChunks);
-            return assembly;
-        }
-    }
+    /// <remarks>
+    /// The snapshot stays referenced for the store's lifetime (it is never evicted): the sink's way. A relay
+    /// uses <see cref="OpenSnapshotLease"/> and disposes the lease when its session ends.
+    /// </remarks>
+    public SnapshotAssembly OpenSnapshot(SnapshotOfferMessage offer, string upstream = "") =>
+        OpenSnapshotLease(offer, upstream).Snapshot;
 
     /// <summary>
-    /// The node's policy for a new snapshot: at most <see cref="ChunkStoreOptions.MaxSnapshotBytes"/>,
+    /// The node's policy for a new snapshot (CheckSizeLimit, then CheckFreeSpace): at most <see cref="ChunkStoreOptions.MaxSnapshotBytes"/>,
     /// and its full size plus <see cref="ChunkStoreOptions.FreeSpaceMarginBytes"/> must be free on the
     /// store's filesystem now (objects are sparse, so this is the worst case: every chunk non-zero).
     /// </summary>
-    private void CheckGrant(string snapshotId, long totalBytes)
+    private void CheckSizeLimit(string snapshotId, long totalBytes)
     {
         if (totalBytes > Options.MaxSnapshotBytes)
         {
             ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused,
                 $"snapshot {snapshotId} of {totalBytes} bytes exceeds this store's limit of {Options.MaxSnapshotBytes} bytes (--max-snapshot-bytes)");
         }
+    }
+
+    /// <summary>Checked after a cache made room: what it evicted is free space now.</summary>
+    private void CheckFreeSpace(string snapshotId, long totalBytes)
+    {
         var free = (Options.FreeSpaceProbe ?? FreeSpace.Available)(SnapshotsDirectory);
         if (totalBytes > free - Options.FreeSpaceMarginBytes)
         {
@@ -256,11 +241,7 @@ public sealed partial class ChunkStore : IDisposable
     /// <summary>Flushes every snapshot: the clean-shutdown step before <see cref="Dispose"/>.</summary>
     public async ValueTask FlushAllAsync(CancellationToken ct = default)
     {
-        SnapshotAssembly[] snapshots;
-        lock (_snapshotsLock)
-        {
-            snapshots = [.. _snapshots];
-        }
+        var snapshots = LiveSnapshots();
         foreach (var snapshot in snapshots)
         {
             await snapshot.FlushAsync(ct);
@@ -270,21 +251,13 @@ public sealed partial class ChunkStore : IDisposable
     /// <summary>Every stored snapshot with per-object presence, ordered by id.</summary>
     public IReadOnlyList<StoredSnapshotInfo> ListSnapshots()
     {
-        SnapshotAssembly[] snapshots;
-        lock (_snapshotsLock)
-        {
-            snapshots = [.. _snapshots];
-        }
+        var snapshots = LiveSnapshots();
         return [.. snapshots.OrderBy(s => s.SnapshotId, StringComparer.Ordinal).Select(s => s.Describe())];
     }
 
     public StoreStatistics GetStatistics()
     {
-        SnapshotAssembly[] snapshots;
-        lock (_snapshotsLock)
-        {
-            snapshots = [.. _snapshots];
-        }
+        var snapshots = LiveSnapshots();
         long held = 0, zero = 0, bytes = 0;
         var complete = 0;
         foreach (var snapshot in snapshots)
@@ -294,7 +267,11 @@ public sealed partial class ChunkStore : IDisposable
             bytes += snapshot.BytesOnDisk;
             complete += snapshot.IsComplete ? 1 : 0;
         }
-        return new StoreStatistics(held, zero, IndexCount, bytes, snapshots.Length, complete);
+        return new StoreStatistics(held, zero, IndexCount, bytes, snapshots.Length, complete)
+        {
+            MaxCacheBytes = IsReadOnly ? RecordedCacheBound() : Options.MaxCacheBytes,
+            CacheBytes = CacheBytes,
+        };
     }
 
     /// <summary>
@@ -304,11 +281,7 @@ public sealed partial class ChunkStore : IDisposable
     /// </summary>
     public Task<StoreVerifyReport> VerifyAsync(CancellationToken ct = default)
     {
-        SnapshotAssembly[] snapshots;
-        lock (_snapshotsLock)
-        {
-            snapshots = [.. _snapshots];
-        }
+        var snapshots = LiveSnapshots();
         return Task.Run(() =>
         {
             long checkedChunks = 0;
@@ -322,11 +295,11 @@ public sealed partial class ChunkStore : IDisposable
         }, ct);
     }
 
-    internal SnapshotAssembly GetSnapshotByOrdinal(int ordinal)
+    private SnapshotAssembly[] LiveSnapshots()
     {
         lock (_snapshotsLock)
         {
-            return _snapshots[ordinal];
+            return [.. _snapshots.OfType<SnapshotAssembly>()];
         }
     }
 
@@ -344,7 +317,7 @@ public sealed partial class ChunkStore : IDisposable
                 return;
             }
             _disposed = true;
-            snapshots = [.. _snapshots];
+            snapshots = [.. _snapshots.OfType<SnapshotAssembly>()];
         }
         foreach (var snapshot in snapshots)
         {

@@ -44,6 +44,17 @@ public sealed class ChunkStoreOptions
     /// </summary>
     public long FreeSpaceMarginBytes { get; set; } = 1L << 30;
 
+    /// <summary>
+    /// The cache bound of a relay's store, in bytes: null (the default, what a sink uses) keeps every
+    /// snapshot for good. With a bound, opening a snapshot (new or resumed) first makes room for its
+    /// full size by evicting whole snapshots nobody has open, least recently used first, and refuses
+    /// the offer (<see cref="Shared.Protocol.ProtocolError.OfferRefused"/>) when even that is not enough.
+    /// What counts against it is <see cref="ChunkStore.CacheBytes"/>; a stored copy under a
+    /// re-used id with a different layout is replaced instead of refused (the upstream is the authority
+    /// over a cache, while a sink's snapshot is a clone's base and is never dropped behind its back).
+    /// </summary>
+    public long? MaxCacheBytes { get; set; }
+
     /// <summary>Test hook replacing the free-space query (statvfs) of the store directory.</summary>
     internal Func<string, long>? FreeSpaceProbe { get; set; }
 
@@ -57,6 +68,10 @@ public sealed class ChunkStoreOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(ManifestHashesPerSegment, Shared.Model.ManifestObject.MaxHashesPerSegment, nameof(ManifestHashesPerSegment));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(MaxSnapshotBytes, 0, nameof(MaxSnapshotBytes));
         ArgumentOutOfRangeException.ThrowIfNegative(FreeSpaceMarginBytes, nameof(FreeSpaceMarginBytes));
+        if (MaxCacheBytes is { } cache)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(cache, 0, nameof(MaxCacheBytes));
+        }
         if (FlushInterval != Timeout.InfiniteTimeSpan && FlushInterval <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(FlushInterval), FlushInterval, "Must be positive or Timeout.InfiniteTimeSpan.");

@@ -61,6 +61,25 @@ internal sealed class PresenceMap
         Interlocked.Or(ref Word(segment, PresentAt, index), Bit(index));
     }
 
+    /// <summary>
+    /// Takes a present place back to absent (its bytes failed their hash on read): clears present and
+    /// zero, leaving the claim for the caller to release once counters and index are fixed, so a Put
+    /// waits (Claim spins on claimed-not-present) instead of racing the fix. False when another
+    /// caller took it back first (or it was not present): exactly one caller does the bookkeeping.
+    /// </summary>
+    public bool TryUnmarkPresent(long index, out bool wasZero)
+    {
+        var segment = Segment(index);
+        var bit = Bit(index);
+        wasZero = false;
+        if ((Interlocked.And(ref Word(segment, PresentAt, index), ~bit) & bit) == 0)
+        {
+            return false;
+        }
+        wasZero = (Interlocked.And(ref Word(segment, ZeroAt, index), ~bit) & bit) != 0;
+        return true;
+    }
+
     /// <summary>True when every chunk in [first, last] is present.</summary>
     public bool AllPresent(long first, long last)
     {

@@ -178,17 +178,34 @@ public sealed partial class SnapshotAssembly
             EnsureSameContent(obj, index, hash);
             return true;
         }
-        if (!_store.TryGetLocation(hash, out var location) || !MayCopyFrom(location.Snapshot))
+        if (!_store.TryGetLocation(hash, out var location))
+        {
+            return false;
+        }
+        // A reference before reading: the snapshot the index named cannot be evicted (its files closed,
+        // its directory removed) while we read it, and one evicted since the lookup is refused here.
+        var source = location.Snapshot == Ordinal ? this : _store.TryReference(location.Snapshot);
+        if (source is null)
         {
             return false;
         }
         var length = obj.ChunkLength(index);
         using var buffer = BatchBufferPool.Shared.Rent(length);
         var bytes = buffer.Span;
-        // Read and verify before claiming: a false return must leave the place free for a Data retry.
-        if (!TryReadKnown(location, hash, bytes))
+        try
         {
-            return false;
+            // Read and verify before claiming: a false return must leave the place free for a Data retry.
+            if (!MayCopyFrom(source) || !source.TryReadKnown(location, hash, bytes))
+            {
+                return false;
+            }
+        }
+        finally
+        {
+            if (source != this)
+            {
+                _store.Release(source, writing: false, persistUse: false);
+            }
         }
         if (!Claim(obj, index, hash))
         {
@@ -205,15 +222,18 @@ public sealed partial class SnapshotAssembly
     /// and learn from whether the sink asks for it again if the store holds it: for a hash it may not
     /// know, the sink always asks, whatever it holds.
     /// </summary>
-    private bool MayCopyFrom(int snapshotOrdinal) =>
-        snapshotOrdinal == Ordinal || _store.GetSnapshotByOrdinal(snapshotOrdinal).Upstream == Upstream;
+    private bool MayCopyFrom(SnapshotAssembly source) => source == this || source.Upstream == Upstream;
 
+    /// <summary>
+    /// Reads this snapshot's copy at <paramref name="location"/> and re-hashes it. A copy that fails is
+    /// dropped (absent here, out of the index) so it is neither copied nor served again.
+    /// </summary>
     private bool TryReadKnown(ChunkLocation location, ChunkHash hash, Span<byte> destination)
     {
-        var source = location.Snapshot == Ordinal ? this : _store.GetSnapshotByOrdinal(location.Snapshot);
-        var sourceObject = source.GetObjectAt(location.ObjectPosition);
+        var sourceObject = GetObjectAt(location.ObjectPosition);
         if (sourceObject.ChunkLength(location.Index) == destination.Length)
         {
+            StoreFaultPoints.Hit(_store.Options, StoreFaultPoints.BeforeKnownRead);
             var read = StoreIO.ReadFully(sourceObject.Handle, sourceObject.Path, destination, sourceObject.Offset(location.Index));
             if (read == destination.Length && ChunkHash.Compute(destination) == hash)
             {
@@ -221,6 +241,7 @@ public sealed partial class SnapshotAssembly
             }
             StoreLog.KnownChunkDamaged(_store.Logger, hash.ToShortString(), sourceObject.Path, location.Index);
             _store.IndexRemove(hash, location);
+            DropDamaged(sourceObject, location.Index, hash, destination[..read]);
         }
         // A length difference is not damage: equal hashes with different lengths cannot both be right,
         // so the sender's claim is what is wrong. Either way the caller asks for the bytes instead.

@@ -21,6 +21,9 @@ internal static class StoreFaultPoints
     /// <summary>Flush: records appended to the journal, journal not yet synced.</summary>
     public const string AfterJournalAppend = nameof(AfterJournalAppend);
 
+    /// <summary>Known copy: the snapshot holding the bytes is referenced, they are not read yet (tests hold a reader here while evicting).</summary>
+    public const string BeforeKnownRead = nameof(BeforeKnownRead);
+
     public static void Hit(ChunkStoreOptions options, string point) => Hit(options.FaultHook, point);
 
     public static void Hit(Action<string>? hook, string point) => hook?.Invoke(point);

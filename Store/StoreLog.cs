@@ -63,6 +63,23 @@ internal static partial class StoreLog
         Message = "Verify of {Directory}: {Checked} chunk(s) checked, {Mismatches} mismatch(es)")]
     public static partial void VerifyFinished(ILogger logger, string directory, long @checked, int mismatches);
 
+    // 3060-3069: the relay's cache (bound, eviction, stale copies, serving reads).
+    [LoggerMessage(EventId = 3060, Level = LogLevel.Information,
+        Message = "Snapshot {SnapshotId} evicted from the cache ({Reason}): {Bytes} byte(s) freed, {Hashes} hash(es) left the index, cache now {CacheBytes} of {MaxCacheBytes} byte(s)")]
+    public static partial void SnapshotEvicted(ILogger logger, string snapshotId, string reason, long bytes, int hashes, long cacheBytes, long maxCacheBytes);
+
+    [LoggerMessage(EventId = 3061, Level = LogLevel.Warning,
+        Message = "Snapshot {SnapshotId}: the stored copy does not match the new offer ({Difference}); replacing it")]
+    public static partial void SnapshotReplaced(ILogger logger, string snapshotId, string difference);
+
+    [LoggerMessage(EventId = 3062, Level = LogLevel.Error,
+        Message = "Snapshot {SnapshotId} object {ObjectId} chunk {Index} does not match its hash {Hash} on read; dropped (absent, out of the index) so it is fetched again, never served")]
+    public static partial void StoredChunkDropped(ILogger logger, string snapshotId, int objectId, long index, string hash);
+
+    [LoggerMessage(EventId = 3063, Level = LogLevel.Warning,
+        Message = "Could not remove evicted snapshot files at {Path}: {Reason}; they are removed on the next open")]
+    public static partial void EvictedFilesLeft(ILogger logger, string path, string reason);
+
     // 3050-3059: journal damage and recovery (a block of its own so parallel additions above do not collide).
     [LoggerMessage(EventId = 3050, Level = LogLevel.Error, Message = "Snapshot {SnapshotId}: {Damage}")]
     public static partial void JournalDamaged(ILogger logger, string snapshotId, string damage);

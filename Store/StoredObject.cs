@@ -71,6 +71,20 @@ internal sealed class StoredObject : IDisposable
     }
 
     /// <summary>Data was written since the last flush took the flag, so the file needs an fsync.</summary>
+    /// <summary>Undoes <see cref="CountPresent"/> for a place taken back to absent.</summary>
+    public void CountAbsent(long index, bool zero)
+    {
+        Interlocked.Decrement(ref _presentChunks);
+        if (zero)
+        {
+            Interlocked.Decrement(ref _zeroChunks);
+        }
+        else
+        {
+            Interlocked.Add(ref _dataBytes, -ChunkLength(index));
+        }
+    }
+
     public void MarkDirty() => Volatile.Write(ref _dirty, 1);
 
     public bool TakeDirty() => Interlocked.Exchange(ref _dirty, 0) != 0;

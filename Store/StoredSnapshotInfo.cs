@@ -41,7 +41,17 @@ public sealed record StoreStatistics(
     int UniqueHashes,
     long BytesOnDisk,
     int Snapshots,
-    int CompleteSnapshots);
+    int CompleteSnapshots)
+{
+    /// <summary>
+    /// The cache bound the store was last opened with for writing (<see cref="ChunkStoreOptions.MaxCacheBytes"/>,
+    /// recorded in the store so `inspect` can show it); null for an unbounded store (a sink's).
+    /// </summary>
+    public long? MaxCacheBytes { get; init; }
+
+    /// <summary>What counts against the bound now (<see cref="ChunkStore.CacheBytes"/>).</summary>
+    public long CacheBytes { get; init; }
+}
 
 /// <summary>A present chunk whose bytes no longer hash to its journaled hash.</summary>
 public sealed record ChunkFault(string SnapshotId, int ObjectId, long Index, ChunkHash Expected);

@@ -88,6 +88,10 @@ internal static class InspectCommand
             }
             AnsiConsole.MarkupLine($"{stats.Snapshots} snapshots ({stats.CompleteSnapshots} complete), {stats.ChunksHeld:N0} chunks held, " +
                 $"{stats.UniqueHashes:N0} unique hashes, {stats.BytesOnDisk:N0} bytes on disk");
+            if (stats.MaxCacheBytes is { } cacheBound)
+            {
+                AnsiConsole.MarkupLine($"cache: {stats.CacheBytes:N0} of {cacheBound:N0} bytes (least recently used snapshots are evicted beyond that)");
+            }
             if (report is not null)
             {
                 AnsiConsole.MarkupLine(report.IsClean
