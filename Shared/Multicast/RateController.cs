@@ -67,7 +67,7 @@ public sealed class RateController
         {
             Rate = Math.Max(_min, (long)target);
         }
-        else if (now - _lastIncrease >= grttMicroseconds || _lastIncrease == long.MinValue)
+        else if (_lastIncrease == long.MinValue || now - _lastIncrease >= grttMicroseconds)
         {
             _lastIncrease = now;
             Rate = (long)Math.Clamp(Math.Min(target, 2.0 * Rate), _min, _max);
