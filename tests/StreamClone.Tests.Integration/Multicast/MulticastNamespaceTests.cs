@@ -13,7 +13,7 @@ namespace StreamClone.Tests.Integration.Multicast;
 /// in process. About 32 MiB of random batches must arrive intact and in order at both, also with 5% of the UDP arriving
 /// at one receiver dropped by nftables, and then the repairs stay under twice the datagrams lost.
 /// </summary>
-public class MulticastNamespaceTests
+public class MulticastNamespaceTests(ITestOutputHelper output)
 {
     private const int TotalBytes = 32 << 20;
     private static readonly TimeSpan Bound = TimeSpan.FromMinutes(2);
@@ -25,7 +25,7 @@ public class MulticastNamespaceTests
     public Task With_five_percent_loss_at_one_receiver_every_batch_arrives_and_repairs_stay_under_twice_the_losses() =>
         RunAsync(lossPercent: 5);
 
-    private static async Task RunAsync(int lossPercent)
+    private async Task RunAsync(int lossPercent)
     {
         using var segment = NamespaceSegment.Create(hosts: 3);
         var dropped = lossPercent > 0 ? segment.DropIncomingUdp(host: 3, lossPercent) : null;
@@ -95,6 +95,8 @@ public class MulticastNamespaceTests
         }
         Assert.Empty(lagging);
         var lost = receivers.Sum(r => r.Receiver.DatagramsLost);
+        output.WriteLine($"{batches.Count} batches, {sender.DatagramsSent} datagrams sent, {sender.RepairsSent} repairs, lost per receiver "
+            + $"{string.Join(", ", receivers.Select(r => r.Receiver.DatagramsLost))}, final rate {sender.RateBytesPerSecond} B/s, GRTT {sender.Grtt}");
         if (dropped is not null)
         {
             var droppedByRule = dropped();
