@@ -158,11 +158,12 @@ public sealed partial class MulticastSender
         while (true)
         {
             long rate;
+            var now = Now();
             lock (_lock)
             {
+                _rate.OnTick(now, Micros(_options.FeedbackTimeout));
                 rate = _rate.Rate;
             }
-            var now = Now();
             var depth = Math.Max(4.0 * WireLimits.MaxMulticastDatagramBytes, rate * _options.PacingBurst.TotalSeconds);
             _tokens = Math.Min(depth, _tokens + ((now - _tokensAt) * rate / 1e6));
             _tokensAt = now;

@@ -48,6 +48,10 @@ public sealed record MulticastSenderOptions
     /// echoes keep measuring the GRTT. 20 ms.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromMilliseconds(20);
 
+    /// <summary>With no report from any receiver for this long, the rate halves (once per timeout): receivers report every
+    /// <see cref="MulticastReceiverOptions.ReportInterval"/> (50 ms), so 250 ms is five reports missed in a row.</summary>
+    public TimeSpan FeedbackTimeout { get; init; } = TimeSpan.FromMilliseconds(250);
+
     /// <summary>Token bucket depth as time at the current rate: covers the ~1 ms granularity of timers, so pacing holds the
     /// average without a busy wait. 4 ms (at 100 MB/s, 400 KB: within a default receive buffer's doubled 425 KB).</summary>
     public TimeSpan PacingBurst { get; init; } = TimeSpan.FromMilliseconds(4);

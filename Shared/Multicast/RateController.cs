@@ -14,6 +14,7 @@ public sealed class RateController
     private readonly long _max;
     private readonly int _segmentBytes;
     private long _lastIncrease = long.MinValue;
+    private long _lastReport = long.MinValue;
 
     public RateController(long minRate, long maxRate, long initialRate, int segmentBytes)
     {
@@ -38,11 +39,25 @@ public sealed class RateController
 
     public void OnReport(string receiver, double lossEventRate, long rttMicroseconds, long receiveRate, long grttMicroseconds, long now)
     {
+        _lastReport = now;
         var rtt = Math.Max(GrttEstimator.MinMicroseconds, rttMicroseconds) / 1e6;
         _allowed[receiver] = lossEventRate > 0
             ? TcpRate(_segmentBytes, rtt, lossEventRate)
             : receiveRate > 0 ? 2.0 * receiveRate : double.PositiveInfinity;
         Update(grttMicroseconds, now);
+    }
+
+    /// <summary>
+    /// NORM-CC: with no feedback for <paramref name="timeoutMicroseconds"/> (after the first report) the rate halves, once
+    /// per timeout, down to the floor: silence may mean the reports themselves are lost to congestion.
+    /// </summary>
+    public void OnTick(long now, long timeoutMicroseconds)
+    {
+        if (_lastReport != long.MinValue && now - _lastReport >= timeoutMicroseconds)
+        {
+            Rate = Math.Max(_min, Rate / 2);
+            _lastReport = now;
+        }
     }
 
     public void Remove(string receiver)

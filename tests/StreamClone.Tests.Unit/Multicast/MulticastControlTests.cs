@@ -155,4 +155,26 @@ public class MulticastControlTests
         }
         Assert.Equal(50_000_000, rate.Rate);
     }
+
+    [Fact]
+    public void Without_feedback_the_rate_halves_once_per_timeout_down_to_the_floor()
+    {
+        var rate = new RateController(minRate: 1_000_000, maxRate: 50_000_000, initialRate: 8_000_000, segmentBytes: 1472);
+        rate.OnTick(now: 10_000_000, timeoutMicroseconds: 250_000);
+        Assert.Equal(8_000_000, rate.Rate); // no report yet: nothing to miss
+
+        rate.OnReport("a", 0.01, 1000, 0, 1000, now: 0);
+        var reported = rate.Rate;
+        rate.OnTick(now: 249_999, timeoutMicroseconds: 250_000);
+        Assert.Equal(reported, rate.Rate);
+        rate.OnTick(now: 250_000, timeoutMicroseconds: 250_000);
+        Assert.Equal(reported / 2, rate.Rate);
+        rate.OnTick(now: 250_001, timeoutMicroseconds: 250_000);
+        Assert.Equal(reported / 2, rate.Rate);
+        for (var t = 500_000; t < 10_000_000; t += 250_000)
+        {
+            rate.OnTick(t, 250_000);
+        }
+        Assert.Equal(1_000_000, rate.Rate);
+    }
 }
