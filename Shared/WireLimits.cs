@@ -11,7 +11,7 @@ namespace StreamClone.Shared;
 /// <see cref="TransportOptions"/>; per-node policy (how much disk or how many sessions a node grants)
 /// lives in each role's options.
 /// </summary>
-public static class WireLimits
+public static partial class WireLimits
 {
     /// <summary>The page size every chunk size is a multiple of (QEMU's target page on x86).</summary>
     public const int PageSize = 4096;

@@ -23,6 +23,10 @@ public static class FuzzTargets
         ("store-replay", () => new StoreReplayTarget()),
         ("qmp", () => new QmpTarget()),
         ("demand", () => new DemandTarget()),
+        ("multicast-datagram", () => new MulticastDatagramTarget()),
+        ("msg-multicast-join", () => new MessageTarget<MulticastJoinMessage>("msg-multicast-join", FrameType.MulticastJoin, () => [new MulticastJoinMessage { GroupAddress = "239.1.1.1", Port = 5001, SenderId = 1, KeyId = 1, Key = new byte[32], FirstSequence = 1, GrttMicroseconds = 1000, MinRateBytesPerSecond = 1, MaxRateBytesPerSecond = 2 }])),
+        ("msg-multicast-report", () => new MessageTarget<MulticastReportMessage>("msg-multicast-report", FrameType.MulticastReport, () => [new MulticastReportMessage { NextSequence = 3, HighestSequence = 9, LossEventRate = 0.01, TimestampEcho = 77, Nacks = [new MulticastNack { Sequence = 3, Missing = [5] }, new MulticastNack { Sequence = 4 }] }])),
+        ("msg-multicast-leave", () => new MessageTarget<MulticastLeaveMessage>("msg-multicast-leave", FrameType.MulticastLeave, () => [new MulticastLeaveMessage { ResumeFromSequence = 4, Reason = MulticastLeaveReason.Lagging, Detail = "behind" }])),
     ];
 
     public static IFuzzTarget Create(string name) =>

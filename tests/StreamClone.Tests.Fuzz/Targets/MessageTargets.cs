@@ -45,6 +45,16 @@ internal static class MessageChecks
             case FrameType.SnapshotStored:
                 frame.DecodeHeader<SnapshotStoredMessage>();
                 break;
+            // The range rules every receiver and the relay apply right after decoding: they must judge any decoded value.
+            case FrameType.MulticastJoin:
+                frame.DecodeHeader<MulticastJoinMessage>().Problem();
+                break;
+            case FrameType.MulticastReport:
+                frame.DecodeHeader<MulticastReportMessage>().Problem();
+                break;
+            case FrameType.MulticastLeave:
+                frame.DecodeHeader<MulticastLeaveMessage>().Problem();
+                break;
         }
     }
 

@@ -46,6 +46,9 @@ public class NilHeaderTests
             FrameType.DemandRequest => () => frame.DecodeHeader<DemandRequestMessage>(),
             FrameType.SnapshotComplete => () => frame.DecodeHeader<SnapshotCompleteMessage>(),
             FrameType.SnapshotStored => () => frame.DecodeHeader<SnapshotStoredMessage>(),
+            FrameType.MulticastJoin => () => frame.DecodeHeader<MulticastJoinMessage>(),
+            FrameType.MulticastReport => () => frame.DecodeHeader<MulticastReportMessage>(),
+            FrameType.MulticastLeave => () => frame.DecodeHeader<MulticastLeaveMessage>(),
             _ => throw new ArgumentOutOfRangeException(nameof(type)),
         };
 
