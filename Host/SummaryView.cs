@@ -27,7 +27,7 @@ internal static class SummaryView
         AnsiConsole.Write(table);
     }
 
-    public static void SourceTable(IReadOnlyList<SourceSessionStats> sessions)
+    public static void SourceTable(IReadOnlyList<DownstreamSessionStats> sessions)
     {
         var table = new Table().AddColumns("session", "peer", "result", "bytes", "wire", "seconds", "MB/s", "demand");
         foreach (var s in sessions)

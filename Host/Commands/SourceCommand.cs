@@ -90,7 +90,7 @@ internal static class SourceCommand
             }
 
             var wanted = result.GetValue(sessions);
-            var ended = new List<SourceSessionStats>();
+            var ended = new List<DownstreamSessionStats>();
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             server.SessionEnded += stats =>
             {

@@ -223,7 +223,7 @@ public sealed class TlsTransportTests : IDisposable
         await using var server = new SourceServer(input, new SourceOptions { Tls = _pki.Node("source-node") }, Options, sourceLog);
         var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        var ended = new TaskCompletionSource<SourceSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ended = new TaskCompletionSource<DownstreamSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
         server.SessionEnded += stats => ended.TrySetResult(stats);
         var serving = server.RunAsync(stop.Token);
 
