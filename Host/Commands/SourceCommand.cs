@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Model;

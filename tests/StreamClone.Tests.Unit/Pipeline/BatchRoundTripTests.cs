@@ -4,7 +4,6 @@ using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Sink.Session;
-using StreamClone.Source.Pipeline;
 
 namespace StreamClone.Tests.Unit.Pipeline;
 
