@@ -1,6 +1,6 @@
 using Spectre.Console;
-using StreamClone.Shared.Fanout;
 using StreamClone.Host.Commands;
+using StreamClone.Shared.Fanout;
 
 namespace StreamClone.Host;
 

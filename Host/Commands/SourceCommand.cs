@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
-using StreamClone.Shared.Fanout;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using StreamClone.Qemu;
-using StreamClone.Shared.Fanout;
 using StreamClone.Shared;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Source.Server;
 

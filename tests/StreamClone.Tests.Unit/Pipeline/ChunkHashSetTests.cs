@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
-using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Buffers;
+using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
