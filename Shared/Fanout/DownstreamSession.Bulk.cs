@@ -79,10 +79,11 @@ public sealed partial class DownstreamSession
             await send;
 
             var completion = stream.Completion!;
+            // Set before the frame goes: the child's acknowledgement can arrive before SendAsync returns.
+            Volatile.Write(ref _completionSent, 1);
             await bulk.SendAsync(FrameType.SnapshotComplete,
                 new SnapshotCompleteMessage { RootHashes = completion.RootHashes, ChunksSent = Stats.Chunks },
                 ReadOnlyMemory<byte>.Empty, ct);
-            Volatile.Write(ref _completionSent, 1);
             var stored = await WaitForStoredAsync(bulk, ct);
             if (stored.SnapshotId != stream.Offer.SnapshotId)
             {
