@@ -3,9 +3,9 @@ using MessagePack;
 using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Fanout;
+using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
-using StreamClone.Tests.Utilities;
 
 namespace StreamClone.Tests.Unit.Fanout;
 
