@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -191,5 +192,65 @@ public class EncodeOnceTests
         await source.EndedAsync(3);
         var dropped = Assert.Single(source.Ended, s => !s.Completed);
         Assert.Contains("the peer stopped reading", dropped.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_sink_holding_a_batchs_chunks_gets_it_Known_only_and_the_rest_as_stored()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("random.img");
+        var image = RandomNumberGenerator.GetBytes(128 * ChunkSize);
+        await File.WriteAllBytesAsync(path, image, Ct);
+        await using var input = ImageFileInput.Open([(path, ObjectKind.Memory)], ChunkSize, "filtered");
+        await using var source = new Served(input, TransportOptions.Default);
+
+        using var peer = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
+        await peer.SendHelloAsync("holds-first-batch", ct: Ct);
+        await peer.ReadHeaderAsync<HelloMessage>(FrameType.Hello, Ct);
+        await peer.ReadHeaderAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, Ct);
+        // The sink holds the first batch's 64 chunks (from another snapshot, say).
+        var held = new byte[64 * ChunkHash.Size];
+        for (var i = 0; i < 64; i++)
+        {
+            ChunkHash.Compute(image.AsSpan(i * ChunkSize, ChunkSize)).Write(held.AsSpan(i * ChunkHash.Size));
+        }
+        await peer.SendAsync(FrameType.Inventory, new InventoryMessage { Count = 64, Last = true }, held, Ct);
+
+        var first = await peer.ReceiveAsync(Ct) ?? throw new EndOfStreamException();
+        var firstHeader = first.DecodeHeader<ChunkBatchMessage>();
+        Assert.Equal(FrameType.ChunkBatch, first.Type);
+        Assert.Equal(1, firstHeader.Sequence);
+        Assert.All(firstHeader.Kinds, k => Assert.Equal((byte)ChunkEntryKind.Known, k));
+        Assert.Equal(0, firstHeader.RawLength);
+        Assert.Equal(0, first.Payload.Length);
+
+        var second = await peer.ReceiveAsync(Ct) ?? throw new EndOfStreamException();
+        var secondHeader = second.DecodeHeader<ChunkBatchMessage>();
+        Assert.Equal(2, secondHeader.Sequence);
+        Assert.All(secondHeader.Kinds, k => Assert.Equal((byte)ChunkEntryKind.Data, k));
+        // As stored: the same bytes every other reader of the stream gets.
+        using var stored = await source.Server.Stream.ReadAsync(2, Ct);
+        Assert.Equal(stored!.Payload.Span.ToArray(), second.Payload.ToArray());
+        await peer.ReceiveAsync<SnapshotCompleteMessage>(FrameType.SnapshotComplete, Ct);
+    }
+
+    [Fact]
+    public async Task A_frame_on_the_bulk_lane_while_streaming_is_an_unexpected_frame_and_others_are_served()
+    {
+        using var dir = new TempDir();
+        var image = await MixedImageAsync(dir, 512);
+        await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], ChunkSize, "control-frames");
+        await using var source = new Served(input, TransportOptions.Default);
+
+        using var peer = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
+        await peer.SendHelloAsync("chatty", ct: Ct);
+        await peer.SendAsync(FrameType.Inventory, new InventoryMessage { Count = 0, Last = true }, ct: Ct);
+        await peer.SendAsync(FrameType.MulticastReport, new InventoryMessage { Count = 0, Last = true }, ct: Ct);
+        var error = await peer.ReadErrorAsync(Ct);
+        Assert.NotNull(error);
+        Assert.Equal(ProtocolError.UnexpectedFrame, error.Code);
+        Assert.Contains("unexpected MulticastReport while streaming", error.Message, StringComparison.Ordinal);
+
+        await PullAndCompareAsync(source.EndPoint, dir, image, "after");
     }
 }
