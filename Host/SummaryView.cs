@@ -1,6 +1,6 @@
 using Spectre.Console;
 using StreamClone.Host.Commands;
-using StreamClone.Source.Server;
+using StreamClone.Shared.Fanout;
 
 namespace StreamClone.Host;
 
@@ -27,7 +27,7 @@ internal static class SummaryView
         AnsiConsole.Write(table);
     }
 
-    public static void SourceTable(IReadOnlyList<SourceSessionStats> sessions)
+    public static void SourceTable(IReadOnlyList<DownstreamSessionStats> sessions)
     {
         var table = new Table().AddColumns("session", "peer", "result", "bytes", "wire", "seconds", "MB/s", "demand");
         foreach (var s in sessions)

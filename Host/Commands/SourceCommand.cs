@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
@@ -90,7 +91,7 @@ internal static class SourceCommand
             }
 
             var wanted = result.GetValue(sessions);
-            var ended = new List<SourceSessionStats>();
+            var ended = new List<DownstreamSessionStats>();
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
             server.SessionEnded += stats =>
             {

@@ -15,17 +15,23 @@ public sealed partial class FrameConnection
     /// <see cref="EndOfStreamException"/> when the peer vanishes mid-frame, and
     /// <see cref="TimeoutException"/> when no byte arrives for <see cref="ReceiveIdleTimeout"/>.
     /// </summary>
-    public async Task ReceiveAsync(Func<Frame, ValueTask<bool>> onFrame, CancellationToken ct)
+    public Task ReceiveAsync(Func<Frame, ValueTask<bool>> onFrame, CancellationToken ct) => ReceiveAsync(onFrame, ReceiveIdleTimeout, ct);
+
+    /// <summary>
+    /// <see cref="ReceiveAsync(Func{Frame, ValueTask{bool}}, CancellationToken)"/> with an idle timeout of the caller's
+    /// (<see cref="Timeout.InfiniteTimeSpan"/>: none; a server's bulk lane while it streams, when the peer has nothing to say).
+    /// </summary>
+    public async Task ReceiveAsync(Func<Frame, ValueTask<bool>> onFrame, TimeSpan idleTimeout, CancellationToken ct)
     {
         var input = _connection.Input;
         // Armed only while waiting for bytes: time spent in onFrame (our own backpressure) is not the peer's silence.
-        using var idle = ReceiveIdleTimeout == Timeout.InfiniteTimeSpan ? null : CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var idle = idleTimeout == Timeout.InfiniteTimeSpan ? null : CancellationTokenSource.CreateLinkedTokenSource(ct);
         while (true)
         {
             ReadResult result;
             try
             {
-                result = idle is null ? await input.ReadAsync(ct) : await ReadWithinAsync(idle, ct);
+                result = idle is null ? await input.ReadAsync(ct) : await ReadWithinAsync(idle, idleTimeout, ct);
             }
             catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
             {
@@ -83,9 +89,8 @@ public sealed partial class FrameConnection
         }
     }
 
-    private async ValueTask<ReadResult> ReadWithinAsync(CancellationTokenSource idle, CancellationToken ct)
+    private async ValueTask<ReadResult> ReadWithinAsync(CancellationTokenSource idle, TimeSpan timeout, CancellationToken ct)
     {
-        var timeout = ReceiveIdleTimeout;
         idle.CancelAfter(timeout);
         try
         {

@@ -8,7 +8,7 @@ namespace StreamClone.Shared.Transport;
 /// <summary>
 /// One connection speaking StreamClone frames over a <see cref="DuplexTransport"/> (TCP, TLS, or memory).
 /// The transport moves bytes; this type owns the frame reader/writer on top of its pipes, the single
-/// close reason, and nothing else. The receive side is <see cref="ReceiveAsync"/> (one consumer),
+/// close reason, and nothing else. The receive side is <see cref="ReceiveAsync(Func{Frame, ValueTask{bool}}, CancellationToken)"/> (one consumer),
 /// the send side <see cref="SendAsync{T}"/> (any number of producers, serialised by a lock).
 /// Connections come from <see cref="Connector"/> (client), <see cref="ConnectionListener"/> (server)
 /// or <see cref="CreateInMemoryPair"/> (tests).
@@ -38,7 +38,7 @@ public sealed partial class FrameConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// How long <see cref="ReceiveAsync"/> waits for the next byte before it fails with a
+    /// How long <see cref="ReceiveAsync(Func{Frame, ValueTask{bool}}, CancellationToken)"/> waits for the next byte before it fails with a
     /// <see cref="TimeoutException"/>: <see cref="TransportOptions.IdleTimeout"/> on the bulk lane,
     /// infinite on the demand lane, which is idle whenever no reader misses a chunk.
     /// </summary>

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using StreamClone.Qemu;
 using StreamClone.Shared;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Source.Server;
 
@@ -170,7 +171,7 @@ public sealed class LiveSource : IAsyncDisposable
     private static async Task SessionsEndedAsync(SourceServer server, TimeSpan grace)
     {
         var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnSessionEnded(SourceSessionStats _)
+        void OnSessionEnded(DownstreamSessionStats _)
         {
             if (!server.ActiveSessions.Any())
             {

@@ -1,6 +1,6 @@
 using System.Threading.Tasks.Dataflow;
 using StreamClone.Shared.Buffers;
-using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Threading;
@@ -9,15 +9,15 @@ using StreamClone.Source.Inputs;
 namespace StreamClone.Source.Pipeline;
 
 /// <summary>
-/// The bulk pass of one snapshot to one sink, as a dataflow graph:
+/// The bulk pass of one snapshot, as a dataflow graph, run once per snapshot whatever the number of sinks
+/// (the source appends its output to an EncodedStream that every session reads):
 /// <code>
 /// read (1, in order) → classify: zero test + BLAKE3 (N parallel, order kept)
 ///   → dedup + root hashes (1, in order) → encode: zstd over the Data runs (N parallel, order kept)
 ///   → output buffer → the session's sender loop
 /// </code>
-/// Every block is bounded (<see cref="SourceOptions.StageCapacity"/>), so when the socket is slow
-/// the sender stops taking, the buffers fill, and the reader's SendAsync waits: backpressure
-/// reaches the disk. Dedup is a single in-order stage so "first occurrence" is the one that is
+/// Every block is bounded (<see cref="SourceOptions.StageCapacity"/>), so when the consumer is slow
+/// it stops taking, the buffers fill, and the reader's SendAsync waits: backpressure reaches the disk. Dedup is a single in-order stage so "first occurrence" is the one that is
 /// sent as data, and it reaches the wire before every Known entry that refers to it.
 /// <para>
 /// Buffers: each batch's raw buffer and payload are rented from <see cref="Buffers"/>. A block that
@@ -30,19 +30,22 @@ internal sealed class SourcePipeline
 {
     private readonly ISnapshotInput _input;
     private readonly SourceOptions _options;
-    private readonly ChunkHashSet _sinkHas;
     // Grows with the distinct chunks actually sent, not the snapshot's size (see ChunkHashSet).
     private readonly ChunkHashSet _sentThisStream = new();
     private readonly Blake3.Hasher[] _rootHashers;
 
-    public SourcePipeline(ISnapshotInput input, SourceOptions options, ChunkHashSet sinkInventory, BatchBufferScope buffers)
+    private long _batchesEncoded;
+
+    public SourcePipeline(ISnapshotInput input, SourceOptions options, BatchBufferScope buffers)
     {
         Buffers = buffers;
         _input = input;
         _options = options;
-        _sinkHas = sinkInventory;
         _rootHashers = [.. input.Offer.Objects.Select(_ => Blake3.Hasher.New())];
     }
+
+    /// <summary>Batches classified and encoded so far (each batch of the snapshot once: the proof of encode-once).</summary>
+    public long BatchesEncoded => Interlocked.Read(ref _batchesEncoded);
 
     /// <summary>Where every batch buffer of this pass is rented.</summary>
     public BatchBufferScope Buffers { get; }
@@ -75,7 +78,12 @@ internal sealed class SourcePipeline
         var classify = new TransformBlock<WorkBatch, WorkBatch>(BatchEncoder.Classify, parallel);
         var dedup = new TransformBlock<WorkBatch, WorkBatch>(Dedup, serial);
         var level = _options.CompressionLevel;
-        var encode = new TransformBlock<WorkBatch, EncodedBatch>(b => BatchEncoder.Encode(b, level, Buffers), parallel);
+        var encode = new TransformBlock<WorkBatch, EncodedBatch>(b =>
+        {
+            var encoded = BatchEncoder.Encode(b, level, Buffers);
+            Interlocked.Increment(ref _batchesEncoded);
+            return encoded;
+        }, parallel);
         classify.LinkTo(dedup, link);
         dedup.LinkTo(encode, link);
         encode.LinkTo(Output, link);
@@ -88,7 +96,7 @@ internal sealed class SourcePipeline
                 for (long first = 0; first < chunks; first += _options.BatchChunks)
                 {
                     var count = (int)Math.Min(_options.BatchChunks, chunks - first);
-                    var batch = await BatchEncoder.ReadAsync(_input, obj, first, count, requestId: 0, Buffers, ct);
+                    var batch = await InputBatchReader.ReadAsync(_input, obj, first, count, requestId: 0, Buffers, ct);
                     var accepted = false;
                     try
                     {
@@ -132,7 +140,6 @@ internal sealed class SourcePipeline
     {
         Span<byte> hashBytes = stackalloc byte[ChunkHash.Size];
         ref var root = ref _rootHashers[batch.ObjectId];
-        var dedup = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             var hash = batch.Hashes[i];
@@ -142,18 +149,13 @@ internal sealed class SourcePipeline
             {
                 continue;
             }
-            if (_sinkHas.Contains(hash))
+            // Known in the stream means "sent as Data earlier in this stream", for every reader. What a
+            // reader holds already is its session's business (BatchFilter), not the stream's.
+            if (!_sentThisStream.Add(hash))
             {
                 batch.Kinds[i] = ChunkEntryKind.Known;
-            }
-            else if (!_sentThisStream.Add(hash))
-            {
-                batch.Kinds[i] = ChunkEntryKind.Known;
-                dedup++;
             }
         }
-        // Counted here, the last stage that changes a kind, because only here is known told from dedup.
-        StreamCloneMetrics.RecordChunkKinds(MetricRole.Source, Lane.Bulk, batch.Kinds.AsSpan(0, batch.Count), dedup);
         return batch;
     }
 }

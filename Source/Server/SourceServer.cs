@@ -1,27 +1,42 @@
 using System.Net;
+using System.Threading.Tasks.Dataflow;
 using Microsoft.Extensions.Logging;
 using StreamClone.Shared;
+using StreamClone.Shared.Buffers;
+using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 using StreamClone.Source.Inputs;
+using StreamClone.Source.Pipeline;
 
 namespace StreamClone.Source.Server;
 
 /// <summary>
-/// Serves one snapshot to any number of sinks (or relays). The listener accepts (and, with TLS, authenticates)
-/// connections; each starts with the session handshake, which names its lane and session: a bulk lane starts
-/// a session, a demand lane joins one. A bad peer costs only its own connection: the server and other
-/// sessions keep running.
+/// Serves one snapshot to any number of sinks (or relays), encoding it once: one <see cref="SourcePipeline"/>
+/// classifies, hashes and compresses the snapshot into an <see cref="EncodedStream"/> (spilled to a private
+/// temporary directory), and a <see cref="DownstreamServer"/> gives every session the stream's batches at its own
+/// pace, minus what its sink holds already; demand requests are read from the input itself.
+/// <para>
+/// The graph starts when the server starts serving (<see cref="RunAsync"/> or the first <see cref="ServeAsync"/>),
+/// not when the first sink streams: the source is started to be pulled from, a live VM's snapshot copy is
+/// released the sooner the read is done, and the first sink then finds batches ready instead of waiting for
+/// the graph to fill. The cost is the compressed snapshot on disk for the server's lifetime (less than the
+/// image, and unlinked: it vanishes with the process).
+/// </para>
 /// </summary>
 public sealed class SourceServer : IAsyncDisposable
 {
     private readonly ISnapshotInput _input;
     private readonly SourceOptions _options;
     private readonly ILogger _logger;
-    private readonly LanePairing<SourceSession> _sessions = new();
-    private readonly ConnectionListener _listener;
+    private readonly DirectoryInfo _spillDirectory;
+    private readonly EncodedStream _stream;
+    private readonly DownstreamServer _downstream;
     private readonly CancellationTokenSource _stop = new();
-    private int _streaming;
+    private readonly Lock _startLock = new();
+    private SourcePipeline? _pipeline;
+    private Task? _encoding;
 
     public SourceServer(ISnapshotInput input, SourceOptions options, TransportOptions transport, ILogger logger)
     {
@@ -29,133 +44,134 @@ public sealed class SourceServer : IAsyncDisposable
         _input = input;
         _options = options;
         _logger = logger;
-        // Pending = accepted and not yet streaming (TLS, Hello, then offer + inventory for a bulk lane).
-        _listener = new ConnectionListener(transport, options.Tls, options.MaxPendingConnections, logger);
+        // Created 0700 (mkdtemp); the spill file in it is 0600 and unlinked at once.
+        _spillDirectory = Directory.CreateTempSubdirectory("streamclone-source-");
+        try
+        {
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(_spillDirectory.FullName, VmStateModes.Directory);
+            }
+            _stream = new EncodedStream(input.Offer, _spillDirectory.FullName, options.Buffers);
+        }
+        catch
+        {
+            _spillDirectory.Delete(recursive: true);
+            throw;
+        }
+        _downstream = new DownstreamServer(options, transport, NodeRoles.Source, MetricRole.Source, new InputDemandReader(input), logger, _stream);
     }
 
     /// <summary>
     /// Raised when a session that took its sink's inventory and began streaming ends, successfully
-    /// or not (see <see cref="SourceSessionStats.Completed"/>). Connections refused before that
+    /// or not (see <see cref="DownstreamSessionStats.Completed"/>). Connections refused before that
     /// (a bad or silent handshake, too many sessions) are logged, not reported here.
     /// </summary>
-    public event Action<SourceSessionStats>? SessionEnded;
+    public event Action<DownstreamSessionStats>? SessionEnded
+    {
+        add => _downstream.SessionEnded += value;
+        remove => _downstream.SessionEnded -= value;
+    }
 
     /// <summary>Sessions currently running (for progress displays).</summary>
-    public IEnumerable<SourceSession> ActiveSessions => _sessions.Sessions;
+    public IEnumerable<DownstreamSession> ActiveSessions => _downstream.ActiveSessions;
+
+    /// <summary>The snapshot's encoded stream, which every session reads.</summary>
+    public EncodedStream Stream => _stream;
+
+    /// <summary>Batches the graph classified and encoded: each batch of the snapshot once, however many sessions read it.</summary>
+    public long BatchesEncoded => Volatile.Read(ref _pipeline)?.BatchesEncoded ?? 0;
 
     public IPEndPoint Listen(IPEndPoint endPoint)
     {
-        var bound = _listener.Listen(endPoint);
+        var bound = _downstream.Listen(endPoint);
         SourceLog.Listening(_logger, bound.ToString(), _input.Offer.SnapshotId, _input.Offer.Objects.Count, _input.Offer.Objects.Sum(o => o.Size));
         return bound;
     }
 
     public async Task RunAsync(CancellationToken ct)
     {
+        StartEncoding();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
-        // Sessions are linked to this token too; stopping them here gives their lanes the reason.
-        using var shutdown = linked.Token.Register(() =>
-        {
-            foreach (var session in _sessions.Sessions)
-            {
-                session.Stop(CloseReason.LocalShutdown("source shutting down"));
-            }
-        });
-        await _listener.RunAsync(ServeAsync, linked.Token);
+        await _downstream.RunAsync(linked.Token);
     }
 
     /// <summary>
     /// Serves one connection that did not come through the listener (an in-memory pipe in session tests):
     /// the same handshake, pairing and sessions. The caller owns (disposes) it.
     /// </summary>
-    public Task ServeAsync(FrameConnection connection, CancellationToken ct) => ServeAsync(new AcceptedConnection(connection, () => { }), ct);
-
-    private async Task ServeAsync(AcceptedConnection accepted, CancellationToken ct)
+    public Task ServeAsync(FrameConnection connection, CancellationToken ct)
     {
-        var connection = accepted.Connection;
-        HandshakeResult hello;
-        try
-        {
-            hello = await SessionHandshake.ServerAsync(connection, NodeRoles.Source, Environment.MachineName, _options.Tls, Admit, ct);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            await SessionFailure.CloseAsync(connection, ex,
-                decided: reason => SourceLog.ConnectionRefused(_logger, connection.RemoteAddress, reason.ToString()));
-            return;
-        }
-
-        if (hello.Lane == Lane.Bulk)
-        {
-            await ServeBulkAsync(accepted, hello, ct);
-            return;
-        }
-        if (_sessions.TryJoin(hello.SessionId, hello.Peer, out var refusal) is not { } session)
-        {
-            SourceLog.ConnectionRefused(_logger, hello.Peer.ToString(), refusal!.ToString());
-            await connection.FailAsync(refusal);
-            return;
-        }
-        // Bounded by its session from here on: one demand lane per session, closed when the session ends.
-        accepted.Established();
-        SourceLog.DemandLaneAttached(_logger, hello.SessionId, hello.Peer.ToString());
-        await session.RunDemandAsync(connection);
+        StartEncoding();
+        return _downstream.ServeAsync(connection, ct);
     }
 
-    /// <summary>A bulk lane beyond <see cref="SourceOptions.MaxSessions"/> is refused in the handshake already (checked again once it would stream).</summary>
-    private CloseReason? Admit(HandshakeResult hello) =>
-        hello.Lane == Lane.Bulk && Volatile.Read(ref _streaming) >= _options.MaxSessions ? TooManySessions() : null;
-
-    private CloseReason TooManySessions() => CloseReason.Refused(
-        $"this source already streams to {_options.MaxSessions} sinks, its maximum; try again later", ProtocolError.TooManySessions);
-
-    private async Task ServeBulkAsync(AcceptedConnection accepted, HandshakeResult hello, CancellationToken ct)
+    private void StartEncoding()
     {
-        var connection = accepted.Connection;
-        var sessionId = hello.SessionId;
-        var session = new SourceSession(sessionId, hello.Peer, _input, _options, _logger, ct);
-        if (!_sessions.TryOpen(sessionId, hello.Peer, session))
+        lock (_startLock)
         {
-            session.Close(CloseReason.Refused("duplicate session id"));
-            await connection.FailAsync(CloseReason.Refused($"session {sessionId} is already running", ProtocolError.UnknownSession));
-            return;
+            _encoding ??= Task.Run(() => EncodeAsync(_stop.Token));
         }
-        var streaming = false;
+    }
+
+    /// <summary>The one bulk pass: the graph's batches appended to the stream, then its completion (or its failure, which every session tells its sink).</summary>
+    private async Task EncodeAsync(CancellationToken ct)
+    {
+        var buffers = new BatchBufferScope(_options.Buffers);
+        var pipeline = new SourcePipeline(_input, _options, buffers);
+        Volatile.Write(ref _pipeline, pipeline);
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var run = pipeline.RunAsync(failed.Token);
+        var append = AppendAsync(pipeline.Output, failed.Token);
         try
         {
-            try
+            // Whichever fails first stops the other: a read error ends appending, a full disk ends reading.
+            await Task.WhenAny(run, append);
+            if (run.IsFaulted || append.IsFaulted)
             {
-                await session.OpenAsync(connection);
+                await failed.CancelAsync();
             }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
-            {
-                await SessionFailure.CloseAsync(connection, ex,
-                    decided: reason => SourceLog.ConnectionRefused(_logger, hello.Peer.ToString(), $"session {sessionId} did not complete its inventory: {reason}"));
-                return;
-            }
-
-            // The inventory is in: this is a session now, no longer a pending connection.
-            accepted.Established();
-            if (Interlocked.Increment(ref _streaming) > _options.MaxSessions)
-            {
-                Interlocked.Decrement(ref _streaming);
-                var refusal = TooManySessions();
-                SourceLog.ConnectionRefused(_logger, hello.Peer.ToString(), $"session {sessionId}: {refusal}");
-                await connection.FailAsync(refusal);
-                return;
-            }
-            streaming = true;
-            await session.RunBulkAsync(connection);
+            await Task.WhenAll(run, append);
+            _stream.Complete(new SnapshotCompleteMessage { RootHashes = pipeline.RootHashes, ChunksSent = 0 });
+        }
+        catch (Exception ex)
+        {
+            var cause = FailureReport.FirstCause(ex);
+            _stream.Fail(cause is OperationCanceledException && ct.IsCancellationRequested
+                ? CloseReason.LocalShutdown("source shutting down")
+                : CloseReason.Fault(ProtocolError.IncompleteSnapshot, $"the source cannot deliver snapshot {_input.Offer.SnapshotId}: {cause.Message}"));
         }
         finally
         {
-            // A demand lane that attached to a session which never streamed is closed with it.
-            _sessions.Close(sessionId);
-            session.Close(CloseReason.LocalShutdown("session ended"));
-            if (streaming)
+            await Task.WhenAll(run, append).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            // Both have finished: what a faulted graph dropped goes back to the pool.
+            buffers.ReturnAbandoned();
+        }
+    }
+
+    private async Task AppendAsync(BufferBlock<Shared.Chunking.EncodedBatch> output, CancellationToken ct)
+    {
+        try
+        {
+            while (await output.OutputAvailableAsync(ct))
             {
-                Interlocked.Decrement(ref _streaming);
-                SessionEnded?.Invoke(session.Stats);
+                while (output.TryReceive(out var batch))
+                {
+                    using (batch)
+                    {
+                        _stream.Append(batch.Header, batch.Payload.Span);
+                    }
+                }
+            }
+            // Rethrows the graph's fault, if any.
+            await output.Completion;
+        }
+        finally
+        {
+            // Drop what the graph still holds so its pooled buffers are not pinned.
+            while (output.TryReceive(out var leftover))
+            {
+                leftover.Dispose();
             }
         }
     }
@@ -163,7 +179,26 @@ public sealed class SourceServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
-        await _listener.DisposeAsync();
+        await _downstream.DisposeAsync();
+        Task? encoding;
+        lock (_startLock)
+        {
+            encoding = _encoding;
+            // Nothing starts after this.
+            _encoding = Task.CompletedTask;
+        }
+        if (encoding is not null)
+        {
+            await encoding.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+        _stream.Dispose();
         _stop.Dispose();
+        try
+        {
+            _spillDirectory.Delete(recursive: true);
+        }
+        catch (IOException)
+        {
+        }
     }
 }

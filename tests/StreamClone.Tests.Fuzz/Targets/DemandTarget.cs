@@ -8,12 +8,14 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Qemu.Migration;
 using StreamClone.Shared;
 using StreamClone.Shared.Buffers;
+using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
 using StreamClone.Source;
 using StreamClone.Source.Live;
-using StreamClone.Source.Server;
+using StreamClone.Source.Pipeline;
 using StreamClone.Store.Upstream;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
 
@@ -21,7 +23,7 @@ namespace StreamClone.Tests.Fuzz.Targets;
 
 /// <summary>
 /// The demand path against a live source's RAM blocks. The input is a DemandRequest header. It goes
-/// (1) as a frame to a real <see cref="SourceSession"/>'s demand lane over loopback TCP: the answer must be
+/// (1) as a frame to a real <see cref="DownstreamSession"/>'s demand lane over loopback TCP: the answer must be
 /// exactly the requested chunks with the block's bytes, or an Error frame; and (2) as the read the request
 /// names — chunk index × chunk size, count × chunk size — straight to <see cref="LiveSnapshotInput.ReadAsync"/>,
 /// the layer below the session's checks: it must refuse a place outside the object, never hand back bytes
@@ -34,7 +36,9 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
     private static readonly TransportOptions Transport = new();
     private readonly string _workDir;
     private readonly LiveSnapshotInput _input;
-    private readonly SourceSession _session;
+    private readonly EncodedStream _stream;
+    private readonly DownstreamServer _server;
+    private readonly DownstreamSession _session;
     private readonly Socket _listener;
     private readonly IReadOnlyList<ObjectInfo> _objects;
     private readonly int _ramBlocks;
@@ -63,7 +67,10 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
         _input.OnDeviceStateAsync(new DeviceStateBlob(ReadOnlyMemory<byte>.Empty, 0, "ram", 0, 4, 4096, blocks, new byte[] { 0 }), default)
             .AsTask().GetAwaiter().GetResult();
         _objects = _input.Offer.Objects;
-        _session = new SourceSession("fuzz", new StreamClone.Shared.Transport.PeerIdentity("fuzz", false, "memory"), _input, new SourceOptions { ChunkSize = ChunkSize, CompressionLevel = 1 }, NullLogger.Instance, CancellationToken.None);
+        var options = new SourceOptions { ChunkSize = ChunkSize, CompressionLevel = 1 };
+        _stream = new EncodedStream(_input.Offer, _workDir, options.Buffers);
+        _server = new DownstreamServer(options, Transport, NodeRoles.Source, MetricRole.Source, new InputDemandReader(_input), NullLogger.Instance, _stream);
+        _session = new DownstreamSession("fuzz", new StreamClone.Shared.Transport.PeerIdentity("fuzz", false, "memory"), _server, NullLogger.Instance, CancellationToken.None);
         _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         _listener.Listen(1);
@@ -187,6 +194,8 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
     {
         _lane?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _listener.Dispose();
+        _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _stream.Dispose();
         _input.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 
@@ -210,7 +219,7 @@ internal sealed class DemandTarget : FuzzTarget, IDisposable
             _serving = serving;
         }
 
-        public static async Task<Lane> OpenAsync(Socket listener, SourceSession session)
+        public static async Task<Lane> OpenAsync(Socket listener, DownstreamSession session)
         {
             var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             var accept = listener.AcceptAsync();

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
@@ -43,7 +44,7 @@ public class MetricsTests
         await using (var server = new SourceServer(input, new SourceOptions(), TransportOptions.Default, NullLogger.Instance))
         {
             var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
-            var ended = new TaskCompletionSource<SourceSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var ended = new TaskCompletionSource<DownstreamSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
             server.SessionEnded += stats => ended.TrySetResult(stats);
             var serving = server.RunAsync(stop.Token);
             using var store = ChunkStore.Open(dir.File("store"), NullLogger.Instance);

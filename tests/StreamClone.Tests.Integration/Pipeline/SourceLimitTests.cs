@@ -3,6 +3,7 @@ using System.Net;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Source;
@@ -32,7 +33,7 @@ public class SourceLimitTests
         private readonly SourceServer _server;
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _serving;
-        private readonly List<SourceSessionStats> _ended = [];
+        private readonly List<DownstreamSessionStats> _ended = [];
         private readonly List<(int Count, TaskCompletionSource Reached)> _waiters = [];
 
         public Served(ISnapshotInput input, SourceOptions options, TransportOptions transport)
@@ -45,7 +46,7 @@ public class SourceLimitTests
 
         public IPEndPoint EndPoint { get; }
 
-        public IReadOnlyList<SourceSessionStats> Ended
+        public IReadOnlyList<DownstreamSessionStats> Ended
         {
             get
             {
@@ -74,7 +75,7 @@ public class SourceLimitTests
             }
         }
 
-        private void OnEnded(SourceSessionStats stats)
+        private void OnEnded(DownstreamSessionStats stats)
         {
             lock (_ended)
             {

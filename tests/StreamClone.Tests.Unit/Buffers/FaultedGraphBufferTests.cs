@@ -28,7 +28,7 @@ public class FaultedGraphBufferTests
     {
         var pool = new BatchBufferPool();
         var input = new ScriptedInput(batches: 40, failAtBatch: 25);
-        var pipeline = new SourcePipeline(input, Options, new ChunkHashSet(), new BatchBufferScope(pool));
+        var pipeline = new SourcePipeline(input, Options, new BatchBufferScope(pool));
         var ct = TestContext.Current.CancellationToken;
 
         var consumed = ConsumeAsync(pipeline.Output, ct);
@@ -48,7 +48,7 @@ public class FaultedGraphBufferTests
         var pool = new BatchBufferPool();
         // Nobody reads the output: the 6 batches read before the failure sit in the stages (Output keeps 4 at most).
         var input = new ScriptedInput(batches: 40, failAtBatch: 6);
-        var pipeline = new SourcePipeline(input, Options, new ChunkHashSet(), new BatchBufferScope(pool));
+        var pipeline = new SourcePipeline(input, Options, new BatchBufferScope(pool));
 
         await Assert.ThrowsAsync<IOException>(() => pipeline.RunAsync(TestContext.Current.CancellationToken));
         Assert.True(pool.Outstanding > 0);
@@ -66,7 +66,7 @@ public class FaultedGraphBufferTests
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         // Cancelled from inside the 10th read: the graph holds batches in every stage by then.
         var input = new ScriptedInput(batches: 40, failAtBatch: -1) { OnRead = batch => { if (batch == 10) { stop.Cancel(); } } };
-        var pipeline = new SourcePipeline(input, Options, new ChunkHashSet(), new BatchBufferScope(pool));
+        var pipeline = new SourcePipeline(input, Options, new BatchBufferScope(pool));
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pipeline.RunAsync(stop.Token));
 
@@ -80,7 +80,7 @@ public class FaultedGraphBufferTests
     {
         var pool = new BatchBufferPool();
         var input = new ScriptedInput(batches: 12, failAtBatch: -1);
-        var pipeline = new SourcePipeline(input, Options, new ChunkHashSet(), new BatchBufferScope(pool));
+        var pipeline = new SourcePipeline(input, Options, new BatchBufferScope(pool));
         var ct = TestContext.Current.CancellationToken;
 
         var consumed = ConsumeAsync(pipeline.Output, ct);

@@ -3,7 +3,6 @@ using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Source.Pipeline;
 using StreamClone.Store.Upstream;
 
 namespace StreamClone.Tests.Unit.Pipeline;

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using StreamClone.Shared.Buffers;
+using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Model;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
@@ -37,7 +38,7 @@ public class ChunkHashSetTests
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "sparse");
 
         var before = GC.GetAllocatedBytesForCurrentThread();
-        var pipeline = new SourcePipeline(input, new SourceOptions(), new ChunkHashSet(), new BatchBufferScope(BatchBufferPool.Shared));
+        var pipeline = new SourcePipeline(input, new SourceOptions(), new BatchBufferScope(BatchBufferPool.Shared));
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
 
         GC.KeepAlive(pipeline);

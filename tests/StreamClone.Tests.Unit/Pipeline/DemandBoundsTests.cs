@@ -101,12 +101,12 @@ public class DemandBoundsTests
         await File.WriteAllBytesAsync(path, new byte[16 * Page], TestContext.Current.CancellationToken);
         await using var input = ImageFileInput.Open([(path, ObjectKind.Memory)], Page, "bounds");
         var obj = input.Offer.Objects[0];
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await BatchEncoder.ReadAsync(input, obj, WrappingFirst, 16, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await BatchEncoder.ReadAsync(input, obj, 15, 2, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await BatchEncoder.ReadAsync(input, obj, -1, 1, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await InputBatchReader.ReadAsync(input, obj, WrappingFirst, 16, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await InputBatchReader.ReadAsync(input, obj, 15, 2, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await InputBatchReader.ReadAsync(input, obj, -1, 1, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await input.ReadAsync(0, 16 * Page + 1, new byte[Page], TestContext.Current.CancellationToken));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await input.ReadAsync(1, 0, new byte[Page], TestContext.Current.CancellationToken));
-        var batch = await BatchEncoder.ReadAsync(input, obj, 15, 1, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken);
+        var batch = await InputBatchReader.ReadAsync(input, obj, 15, 1, 1, BatchBufferPool.Shared, TestContext.Current.CancellationToken);
         Assert.Equal(Page, batch.RawLength);
         batch.Raw.Dispose();
     }
@@ -152,7 +152,7 @@ public class DemandBoundsTests
         }
         foreach (var obj in input.Offer.Objects.Take(2))
         {
-            await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await BatchEncoder.ReadAsync(input, obj, WrappingFirst, 16, 1, BatchBufferPool.Shared, guard.Token));
+            await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await InputBatchReader.ReadAsync(input, obj, WrappingFirst, 16, 1, BatchBufferPool.Shared, guard.Token));
         }
 
         // In range still reads, and the last byte of the block is the last byte returned.

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
@@ -230,7 +231,7 @@ public class InMemorySessionTests
         await File.WriteAllBytesAsync(image, bytes, Ct);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "memory-session");
         await using var server = new SourceServer(input, new SourceOptions(), TransportOptions.Default, NullLogger.Instance);
-        var ended = new TaskCompletionSource<SourceSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ended = new TaskCompletionSource<DownstreamSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
         server.SessionEnded += stats => ended.TrySetResult(stats);
         var serving = new List<Task>();
 

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
+using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
@@ -222,7 +223,7 @@ public sealed class TlsTransportTests : IDisposable
         await using var server = new SourceServer(input, new SourceOptions { Tls = _pki.Node("source-node") }, Options, sourceLog);
         var endPoint = server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        var ended = new TaskCompletionSource<SourceSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ended = new TaskCompletionSource<DownstreamSessionStats>(TaskCreationOptions.RunContinuationsAsynchronously);
         server.SessionEnded += stats => ended.TrySetResult(stats);
         var serving = server.RunAsync(stop.Token);
 

@@ -1,14 +1,15 @@
 using StreamClone.Shared.Transport;
 
-namespace StreamClone.Source.Server;
+namespace StreamClone.Shared.Fanout;
 
 /// <summary>Counters of one session, written by its loops and read by progress displays (Interlocked).</summary>
-public sealed class SourceSessionStats
+public sealed class DownstreamSessionStats
 {
     private long _inputBytes, _chunks, _zeroChunks, _knownChunks, _payloadBytes, _demandRequests;
 
     public required string SessionId { get; init; }
-    public required long TotalBytes { get; init; }
+    /// <summary>The snapshot's size, once the session knows its offer.</summary>
+    public long TotalBytes { get; set; }
     public DateTime StartedUtc { get; } = DateTime.UtcNow;
     public double Seconds { get; set; }
     public long WireBytes { get; set; }
@@ -23,7 +24,7 @@ public sealed class SourceSessionStats
     /// <summary>The close reason of a session that did not complete, as one line (summaries).</summary>
     public string? Error => Completed ? null : CloseReason?.ToString();
 
-    /// <summary>Hashes of the sink's inventory this session kept (at most SourceOptions.MaxInventoryHashes).</summary>
+    /// <summary>Hashes of the sink's inventory this session kept (at most DownstreamOptions.MaxInventoryHashes).</summary>
     public long InventoryHashes { get; set; }
 
     public long InputBytes => Interlocked.Read(ref _inputBytes);

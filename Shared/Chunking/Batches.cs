@@ -2,13 +2,13 @@ using StreamClone.Shared.Buffers;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 
-namespace StreamClone.Source.Pipeline;
+namespace StreamClone.Shared.Chunking;
 
 /// <summary>
 /// A range of chunks on its way through the graph. Owns <see cref="Raw"/>: each stage hands the
 /// batch (and with it the buffer) on exactly once, and the encode stage disposes it.
 /// </summary>
-internal sealed class WorkBatch
+public sealed class WorkBatch
 {
     public required int ObjectId { get; init; }
     public required long FirstIndex { get; init; }
@@ -35,7 +35,7 @@ internal sealed class WorkBatch
 /// A batch ready for the wire: header plus its payload. Owns <see cref="Payload"/>; the sender
 /// disposes the batch once the frame is written into the connection's pipe (the pipe has its own copy).
 /// </summary>
-internal sealed class EncodedBatch : IDisposable
+public sealed class EncodedBatch : IDisposable
 {
     public required ChunkBatchMessage Header { get; init; }
     public required BatchBuffer Payload { get; init; }

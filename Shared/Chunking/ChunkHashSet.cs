@@ -1,6 +1,6 @@
 using StreamClone.Shared.Model;
 
-namespace StreamClone.Source.Pipeline;
+namespace StreamClone.Shared.Chunking;
 
 /// <summary>
 /// A set of chunk hashes that grows with use, in small steps. One HashSet sized for a whole
@@ -11,7 +11,7 @@ namespace StreamClone.Source.Pipeline;
 /// stay under the 85,000-byte LOH threshold (~2,000 entries) until the set holds ~8 M hashes.
 /// Not thread-safe for writers; concurrent readers are fine once writing has stopped.
 /// </summary>
-internal sealed class ChunkHashSet
+public sealed class ChunkHashSet
 {
     private const int PartitionBits = 12;
 
