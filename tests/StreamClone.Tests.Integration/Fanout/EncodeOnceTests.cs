@@ -5,10 +5,10 @@ using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Store.Upstream;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Fanout;
