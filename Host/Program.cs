@@ -13,6 +13,7 @@ ThreadPool.SetMinThreads(Math.Max(workers, 16), Math.Max(completions, 16));
 var root = new RootCommand("StreamClone: clone a running VM's snapshot onto many hosts at once.");
 root.Subcommands.Add(SourceCommand.Create());
 root.Subcommands.Add(SinkCommand.Create());
+root.Subcommands.Add(RelayCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
