@@ -23,6 +23,6 @@ internal static partial class RelayLog
     [LoggerMessage(2006, LogLevel.Debug, "Relay demand for object {ObjectId} chunks {FirstIndex}+{Count}: {Outcome}")]
     public static partial void Demand(ILogger logger, int objectId, long firstIndex, int count, string outcome);
 
-    [LoggerMessage(2007, LogLevel.Warning, "Cached chunk {ObjectId}:{Index} failed its hash; fetched again from upstream, never served")]
+    [LoggerMessage(2007, LogLevel.Warning, "Chunk {ObjectId}:{Index} is not in the cache or failed its hash there; fetching it from upstream (bytes that fail are never served)")]
     public static partial void CachedChunkRefetched(ILogger logger, int objectId, long index);
 }

@@ -96,10 +96,15 @@ public sealed partial class RelayNode
                 var kind = (ChunkEntryKind)header.Kinds[i];
                 var hash = kind == ChunkEntryKind.Zero ? ChunkHash.ZeroMark : ChunkHash.Read(header.Hashes.AsSpan(h++ * ChunkHash.Size, ChunkHash.Size));
                 RecordHashLocked(obj.Id, header.FirstIndex + i, hash);
+                // In entry order: a Known entry may name a Data entry earlier in this same batch.
                 if (kind == ChunkEntryKind.Known && !_streamData.Contains(hash))
                 {
                     expand[i] = true;
                     expansions++;
+                }
+                if (kind == ChunkEntryKind.Data || expand[i])
+                {
+                    _streamData.Add(hash);
                 }
             }
         }
@@ -110,22 +115,6 @@ public sealed partial class RelayNode
         else
         {
             await AppendExpandedAsync(stream, header, payload, obj, expand, ct);
-        }
-        lock (_hashLock)
-        {
-            h = 0;
-            for (var i = 0; i < count; i++)
-            {
-                var kind = (ChunkEntryKind)header.Kinds[i];
-                if (kind != ChunkEntryKind.Zero)
-                {
-                    if (kind == ChunkEntryKind.Data || expand[i])
-                    {
-                        _streamData.Add(ChunkHash.Read(header.Hashes.AsSpan(h * ChunkHash.Size, ChunkHash.Size)));
-                    }
-                    h++;
-                }
-            }
         }
     }
 

@@ -153,7 +153,7 @@ internal static class RelayCommand
             }
             if (error is not null)
             {
-                Console.Error.WriteLine($"streamclone: relay: {error}");
+                // The relay logged the cause once (RelayNode: upstream lost); the summary carries it too.
                 return 1;
             }
             return children.All(s => s.Completed) ? 0 : 1;
