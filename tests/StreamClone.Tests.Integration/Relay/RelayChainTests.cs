@@ -78,4 +78,40 @@ public class RelayChainTests
             }
         }
     }
+
+    /// <summary>
+    /// Two sinks below B probe the same 40 random chunks (the probe's fixed seed) while the bulk stream runs: every read
+    /// is answered (B from its cache, or by asking A through its session), and because B merges concurrent requests for
+    /// a chunk, A answers at most one request per chunk: at most 40, where unmerged requests could reach 80.
+    /// </summary>
+    [Fact]
+    public async Task Demand_from_two_sinks_two_relays_below_is_answered_and_merged_per_chunk()
+    {
+        using var dir = new TempDir();
+        var image = await TestImages.MemoryAsync(dir, "mem.img", 64 << 20, seed: 95);
+        var expected = await File.ReadAllBytesAsync(image);
+        var (source, sourcePort) = await StreamCloneProcess.StartSourceAsync(dir.Path, "--image", image, "--sessions", "1");
+        await using var _ = source;
+        var (a, aPort) = await StartRelayAsync(dir.Path, "--upstream", $"127.0.0.1:{sourcePort}", "--cache", dir.File("cache-a"), "--sessions", "1");
+        await using var __ = a;
+        var (b, bPort) = await StartRelayAsync(dir.Path, "--upstream", $"127.0.0.1:{aPort}", "--cache", dir.File("cache-b"), "--sessions", "2");
+        await using var ___ = b;
+
+        const int Reads = 40;
+        await using var first = StartSink(dir, "store-1", $"127.0.0.1:{bPort}", "--probe-reads", $"{Reads}", "--probe-spacing-ms", "1");
+        await using var second = StartSink(dir, "store-2", $"127.0.0.1:{bPort}", "--probe-reads", $"{Reads}", "--probe-spacing-ms", "1");
+        foreach (var sink in new[] { first, second })
+        {
+            Assert.True(await sink.WaitAsync(ExitGuard) == 0, sink.Stderr);
+            Assert.Equal(expected, await File.ReadAllBytesAsync(CopyPath(sink)));
+            using var summary = JsonDocument.Parse(sink.LastLine);
+            Assert.Equal(Reads, summary.RootElement.GetProperty("demand_reads").GetInt32());
+        }
+        Assert.True(await b.WaitAsync(ExitGuard) == 0, b.Stderr);
+        Assert.True(await a.WaitAsync(ExitGuard) == 0, a.Stderr);
+        using var atA = JsonDocument.Parse(a.LastLine);
+        var requestsAtA = atA.RootElement.GetProperty("demand_requests").GetInt64();
+        Assert.InRange(requestsAtA, 1, Reads);
+        Assert.Equal(0, await source.WaitAsync(ExitGuard));
+    }
 }
