@@ -14,6 +14,7 @@ var root = new RootCommand("StreamClone: clone a running VM's snapshot onto many
 root.Options.Add(MetricsOption.FinalFile);
 root.Subcommands.Add(SourceCommand.Create());
 root.Subcommands.Add(SinkCommand.Create());
+root.Subcommands.Add(RelayCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());

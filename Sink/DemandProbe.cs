@@ -56,7 +56,7 @@ public sealed class DemandProbe
     /// Runs a sink client to the end (reattaching as it must) with this probe beside it, reading through the client
     /// so a read caught by a reattach waits for the next upstream.
     /// </summary>
-    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(SinkClient client, int reads, TimeSpan spacing, int seed,
+    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(UpstreamClient client, int reads, TimeSpan spacing, int seed,
         Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct)
     {
         var run = client.RunAsync(ct);
