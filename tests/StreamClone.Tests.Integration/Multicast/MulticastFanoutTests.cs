@@ -1,0 +1,93 @@
+using System.Text.Json;
+using StreamClone.Tests.Integration.Infrastructure;
+using StreamClone.Tests.Integration.Topology;
+
+namespace StreamClone.Tests.Integration.Multicast;
+
+/// <summary>
+/// source --multicast in one namespace, sinks with --multicast-interface (and a plain TCP sink) in others, through
+/// perf/topology.sh: every copy is identical to the image, and the multicast sinks cost the source about one stream.
+/// </summary>
+public sealed class MulticastFanoutTests
+{
+    private const long ImageSize = 16 << 20;
+
+    [Fact]
+    public async Task Two_multicast_sinks_and_a_tcp_sink_end_identical_and_multicast_costs_about_one_stream()
+    {
+        var run = await RunAsync("mcfan", seed: 91, loss: null, TestContext.Current.CancellationToken);
+
+        var tcpStream = run.Nodes["t1"].GetProperty("bytes_in").GetInt64();
+        var multicastPart = run.Nodes["src"].GetProperty("bytes_out").GetInt64() - tcpStream;
+        // The TCP sink received one whole stream (its compressed batches plus control); the two multicast sinks together
+        // cost the source less than 1.5 of that: one multicast stream, repairs and their control lanes.
+        Assert.True(multicastPart < 1.5 * tcpStream, $"source sent {multicastPart} bytes for two multicast sinks, one TCP stream is {tcpStream}");
+        Assert.True(run.Nodes["m1"].GetProperty("bytes_in").GetInt64() > tcpStream * 0.8, "m1 received less than one stream: multicast did not carry it");
+    }
+
+    [Fact]
+    public async Task Five_percent_udp_loss_at_one_multicast_receiver_is_repaired_and_every_copy_is_identical()
+    {
+        var run = await RunAsync("mcloss", seed: 92, loss: "m1", TestContext.Current.CancellationToken);
+
+        Assert.True(run.Nodes["m1"].GetProperty("nacks").GetInt64() > 0, "the lossy receiver sent no NACKs");
+        Assert.True(run.Nodes["src"].GetProperty("repairs").GetInt64() > 0, "the source sent no repairs");
+    }
+
+    private sealed record Run(Dictionary<string, JsonElement> Nodes);
+
+    private static async Task<Run> RunAsync(string prefix, int seed, string? loss, CancellationToken ct)
+    {
+        using var dir = new TempDir();
+        var image = await TestImages.MemoryAsync(dir, "in.img", ImageSize, seed);
+        var name = TopologyScript.UniqueName(prefix);
+        var file = dir.File("mc.topo");
+        await File.WriteAllTextAsync(file, $"""
+            # source multicasting to two sinks on its segment, and one TCP sink; every link 100 Mbit/s
+            name {name}
+            link 100mbit
+            timeout 150
+            host src source --image {"{input}"} --listen {"{addr}"}:7000 --sessions 3 --json --multicast 239.77.8.1:7100 --interface eth0 --max-rate 11000000 --log-level Information
+            host m1  sink   --connect {"{addr:src}"}:7000 --store {"{dir:m1}"} --json --multicast-interface eth0 --log-level Information
+            host m2  sink   --connect {"{addr:src}"}:7000 --store {"{dir:m2}"} --json --multicast-interface eth0 --log-level Information
+            host t1  sink   --connect {"{addr:src}"}:7000 --store {"{dir:t1}"} --json
+            {(loss is null ? "" : $"loss {loss} 5%")}
+            """, ct);
+        var runDir = dir.File("run");
+        var json = dir.File("report.json");
+
+        var result = await TopologyScript.RunAsync(["run", file, "--json", json, "--dir", runDir, "--set", $"input={image}", "--bin", TopologyScript.Bin], ct);
+
+        Assert.True(result.ExitCode == 0, result.Stderr + Logs(runDir));
+        var report = TopologyScript.ReadJson(json);
+        var nodes = report.GetProperty("nodes").EnumerateArray().ToDictionary(n => n.GetProperty("name").GetString()!);
+        var original = await File.ReadAllBytesAsync(image, ct);
+        foreach (var sink in new[] { "m1", "m2", "t1" })
+        {
+            var summary = JsonDocument.Parse(File.ReadLines(Path.Combine(runDir, sink, "stdout")).Last(l => l.StartsWith('{'))).RootElement;
+            var stored = await File.ReadAllBytesAsync(summary.GetProperty("objects")[0].GetProperty("path").GetString()!, ct);
+            Assert.True(original.AsSpan().SequenceEqual(stored), $"{sink}'s copy differs from the image");
+        }
+        foreach (var sink in new[] { "m1", "m2" })
+        {
+            // The sink took the stream by multicast (its log says so), not by TCP alone.
+            Assert.Contains("multicast 239.77.8.1:7100 joined", File.ReadAllText(Path.Combine(runDir, sink, "stderr")), StringComparison.Ordinal);
+        }
+        Assert.Empty(await TopologyScript.NamespacesOfAsync(report.GetProperty("run_id").GetString()!, ct));
+        return new Run(nodes);
+    }
+
+    private static string Logs(string runDir)
+    {
+        var text = "";
+        foreach (var host in new[] { "src", "m1", "m2", "t1" })
+        {
+            var err = Path.Combine(runDir, host, "stderr");
+            if (File.Exists(err))
+            {
+                text += $"\n--- {host} stderr ---\n" + string.Join('\n', File.ReadLines(err).TakeLast(15));
+            }
+        }
+        return text;
+    }
+}
