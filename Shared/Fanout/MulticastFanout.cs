@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
+using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Multicast;
 using StreamClone.Shared.Protocol;
 using ProtocolViolationException = StreamClone.Shared.Protocol.ProtocolViolationException;
@@ -29,6 +30,16 @@ public sealed class MulticastFanoutOptions
     /// <summary>Batches behind the send head at which a receiver is moved to its TCP lane (<see cref="MulticastSenderOptions.MaxLagBatches"/>).</summary>
     public long MaxLagBatches { get; set; } = 64;
 
+    /// <summary>
+    /// Receivers to wait for before the first datagram (uftp waits for its clients the same way): children join a few
+    /// moments apart, and one that joins after the sender started takes the batches already multicast over TCP. 1:
+    /// start with the first.
+    /// </summary>
+    public int StartAfterReceivers { get; set; } = 1;
+
+    /// <summary>Longest wait, from the first join, for <see cref="StartAfterReceivers"/>: the joined ones are idle meanwhile. 10 s.</summary>
+    public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>The multicast engine's settings, from these.</summary>
     public MulticastSenderOptions ToSenderOptions()
     {
@@ -43,6 +54,10 @@ public sealed class MulticastFanoutOptions
         if (string.IsNullOrEmpty(Interface))
         {
             throw new ArgumentException("multicast needs an interface (--interface)");
+        }
+        if (StartAfterReceivers < 1 || StartTimeout < TimeSpan.Zero)
+        {
+            throw new ArgumentException($"multicast start after {StartAfterReceivers} receivers within {StartTimeout}: not a valid wait");
         }
         if (MinRateBytesPerSecond < 1 || MaxRateBytesPerSecond < MinRateBytesPerSecond)
         {
@@ -75,6 +90,8 @@ public sealed class MulticastFanout : IAsyncDisposable
     private readonly MulticastSender _sender;
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<string, DownstreamSession> _receivers = new(StringComparer.Ordinal);
+    private readonly MulticastFanoutOptions _options;
+    private readonly TaskCompletionSource _start = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task _run;
     private long _ignoredNacks;
     private long _leaves;
@@ -85,6 +102,7 @@ public sealed class MulticastFanout : IAsyncDisposable
         _server = server;
         _stream = stream;
         _logger = logger;
+        _options = options;
         // Random ids: a restarted node's datagrams (or another node's on the same group) are foreign to receivers
         // of this one, not forged. The key itself is fresh per snapshot (MulticastKey.Generate, a CSPRNG).
         _sender = new MulticastSender(new EncodedStreamBatches(stream), RandomId(), RandomId(), options.ToSenderOptions(), OnLagging);
@@ -125,6 +143,9 @@ public sealed class MulticastFanout : IAsyncDisposable
     {
         try
         {
+            // Nothing goes out before a receiver is there to take it (else the stream would go to nobody, then again
+            // over TCP); then from batch 1, which every receiver joined so far takes from multicast.
+            await _start.Task.WaitAsync(_stop.Token);
             await Task.Run(() => _sender.RunAsync(1, _stop.Token));
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
@@ -148,10 +169,20 @@ public sealed class MulticastFanout : IAsyncDisposable
         {
             return null;
         }
-        // From the batch after the send head on by multicast; the TCP lane brings the ones before.
-        var join = _sender.CreateJoin(Math.Max(session.NextSequence, _sender.SendHead + 1));
+        // From the batch after the send head on by multicast (1 before the sender started); the TCP lane brings the ones before.
+        var join = _sender.CreateJoin(Math.Max(session.NextSequence, _start.Task.IsCompleted ? _sender.SendHead + 1 : 1));
         _receivers[session.SessionId] = session;
-        Interlocked.Increment(ref _joins);
+        var joined = Interlocked.Increment(ref _joins);
+        if (joined >= _options.StartAfterReceivers)
+        {
+            _start.TrySetResult();
+        }
+        else if (joined == 1)
+        {
+            // The others may never come: start anyway after the timeout (the policy's timer, not a wait for an event).
+            _ = Task.Delay(_options.StartTimeout, _stop.Token).ContinueWith(_ => _start.TrySetResult(), CancellationToken.None,
+                TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+        }
         MulticastFanoutLog.Joined(_logger, session.SessionId, session.Peer.ToString(), join.FirstSequence);
         return join;
     }
@@ -176,6 +207,10 @@ public sealed class MulticastFanout : IAsyncDisposable
                 }
                 // Problem() is checked there: a report out of range ends this child's session with one line.
                 _sender.OnReport(session.SessionId, report);
+                if (report.Nacks.Count > 0)
+                {
+                    StreamCloneMetrics.RecordNacks(_server.MetricRole, NackedFragments(report.Nacks));
+                }
                 return true;
             case FrameType.MulticastLeave:
                 var leave = frame.DecodeHeader<MulticastLeaveMessage>();
@@ -194,6 +229,22 @@ public sealed class MulticastFanout : IAsyncDisposable
             default:
                 return ThrowHelper.ThrowProtocol<bool>(ProtocolError.UnexpectedFrame, $"unexpected {frame.Type} on the bulk lane while streaming");
         }
+    }
+
+    /// <summary>Fragments a report asks for: the bits of each bitmap, or one for a whole batch (its size unknown to the receiver).</summary>
+    private static long NackedFragments(List<MulticastNack> nacks)
+    {
+        long count = 0;
+        foreach (var nack in nacks)
+        {
+            var bits = 0;
+            foreach (var b in nack.Missing)
+            {
+                bits += System.Numerics.BitOperations.PopCount(b);
+            }
+            count += Math.Max(1, bits);
+        }
+        return count;
     }
 
     /// <summary>The engine's lag rule fired (inside OnReport, on that child's receive loop): move it to TCP.</summary>
