@@ -22,4 +22,7 @@ internal static partial class UpstreamLog
 
     [LoggerMessage(3106, LogLevel.Warning, "Sink session {SessionId}: multicast ended, TCP from batch {Resume}: {Detail}")]
     public static partial void MulticastLeft(ILogger logger, string sessionId, long resume, string detail);
+
+    [LoggerMessage(3107, LogLevel.Information, "Sink session {SessionId}: multicast ended: {Accepted} datagrams accepted, {Lost} lost (NACKed), dropped: {Dropped}")]
+    public static partial void MulticastSummary(ILogger logger, string sessionId, long accepted, long lost, string dropped);
 }

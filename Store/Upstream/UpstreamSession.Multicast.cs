@@ -114,6 +114,8 @@ public sealed partial class UpstreamSession
             }
             finally
             {
+                UpstreamLog.MulticastSummary(_logger, SessionId, receiver.DatagramsAccepted, receiver.DatagramsLost,
+                    string.Join(", ", Enum.GetValues<DatagramDropReason>().Select(r => $"{r.ToString().ToLowerInvariant()} {receiver.Dropped(r)}")));
                 receiver.Dispose();
             }
         }, CancellationToken.None);
