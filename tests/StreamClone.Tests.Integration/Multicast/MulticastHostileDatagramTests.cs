@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
+using StreamClone.Shared.Protocol;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Multicast;
@@ -76,6 +77,56 @@ public sealed partial class MulticastHostileDatagramTests
         }
         var stored = Directory.EnumerateFiles(dir.File("store"), "*", SearchOption.AllDirectories)
             .Where(f => new FileInfo(f).Length == 16 << 20).ToList();
+        Assert.Contains(stored, f => File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(image)));
+    }
+
+    [Fact]
+    public async Task Nacks_for_batches_that_do_not_exist_are_ignored_and_counted_and_the_source_keeps_serving()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new TempDir();
+        var image = await TestImages.MemoryAsync(dir, "in.img", 8 << 20, seed: 95);
+        using var segment = NamespaceSegment.Create(3);
+        var config = dir.File("xdg");
+        Directory.CreateDirectory(config);
+        var environment = new Dictionary<string, string?> { ["XDG_CONFIG_HOME"] = config };
+        // Plain TCP (--insecure) so a hand-made control client can speak the frames.
+        await using var source = RunningProcess.Start(new ProcessCommand("ip", ["netns", "exec", segment.Host(1), .. Cli,
+            "source", "--image", image, "--listen", $"{NamespaceSegment.AddressOf(1)}:7000", "--sessions", "1", "--json", "--insecure",
+            "--multicast", Group.ToString(), "--interface", "eth0", "--max-rate", "4000000", "--log-level", "Information"])
+        { Name = "source", Environment = environment });
+        await source.WaitForLineAsync(OutputStream.Stderr, line => line.Contains("Multicasting the encoded stream", StringComparison.Ordinal), TimeSpan.FromSeconds(60), ct);
+
+        var socket = segment.RunIn(2, () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true });
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Parse(NamespaceSegment.AddressOf(1)), 7000), ct);
+        await using (var control = RawFramePeer.Wrap(socket))
+        {
+            await control.SendHelloAsync("bogus-nacker", ct: ct);
+            await control.ReadHeaderAsync<HelloMessage>(FrameType.Hello, ct);
+            await control.ReadHeaderAsync<SnapshotOfferMessage>(FrameType.SnapshotOffer, ct);
+            await control.SendAsync(FrameType.Inventory, new InventoryMessage { Count = 0, Last = true, WantsMulticast = true }, ct: ct);
+            var join = await control.ReceiveAsync<MulticastJoinMessage>(FrameType.MulticastJoin, ct);
+            Assert.Equal(1, join.FirstSequence);
+            await control.SendAsync(FrameType.MulticastReport, new MulticastReportMessage
+            {
+                NextSequence = 1,
+                Nacks = [new MulticastNack { Sequence = 1_000_000 }, new MulticastNack { Sequence = 999_999, Missing = [0xFF, 0xFF] }],
+            }, ct: ct);
+            await source.WaitForLineAsync(OutputStream.Stderr, line => line.Contains("NACKs of batches never sent", StringComparison.Ordinal), TimeSpan.FromSeconds(30), ct);
+        }
+
+        // The source still serves: a real multicast sink gets the snapshot, identical.
+        await using var sink = RunningProcess.Start(new ProcessCommand("ip", ["netns", "exec", segment.Host(3), .. Cli,
+            "sink", "--connect", $"{NamespaceSegment.AddressOf(1)}:7000", "--store", dir.File("store"), "--json", "--insecure",
+            "--multicast-interface", "eth0"])
+        { Name = "sink", Environment = environment });
+        var exit = await sink.WaitAsync(TimeSpan.FromSeconds(120), ct);
+        Assert.True(exit == 0, string.Join('\n', sink.StderrLines.TakeLast(10)) + "\n--- source ---\n" + string.Join('\n', source.StderrLines.TakeLast(10)));
+        // The source ends after the real sink stored the snapshot; it exits 1 because the hand-made client's session failed.
+        Assert.Equal(1, await source.WaitAsync(TimeSpan.FromSeconds(30), ct));
+        Assert.Contains("\"completed\":true", source.LastLine, StringComparison.Ordinal);
+        var stored = Directory.EnumerateFiles(dir.File("store"), "*", SearchOption.AllDirectories)
+            .Where(f => new FileInfo(f).Length == 8 << 20).ToList();
         Assert.Contains(stored, f => File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(image)));
     }
 
