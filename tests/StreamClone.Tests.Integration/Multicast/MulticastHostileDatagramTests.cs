@@ -130,6 +130,43 @@ public sealed partial class MulticastHostileDatagramTests
         Assert.Contains(stored, f => File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(image)));
     }
 
+    [Fact]
+    public async Task A_multicast_receiver_that_stops_reading_is_moved_to_tcp_and_still_ends_identical()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new TempDir();
+        // 256 batches at 4 MB/s: seconds of stream, far more than the 64-batch lag allowed.
+        var image = await TestImages.MemoryAsync(dir, "in.img", 64 << 20, seed: 96);
+        using var segment = NamespaceSegment.Create(2);
+        var config = dir.File("xdg");
+        Directory.CreateDirectory(config);
+        var environment = new Dictionary<string, string?> { ["XDG_CONFIG_HOME"] = config };
+        await using var source = RunningProcess.Start(new ProcessCommand("ip", ["netns", "exec", segment.Host(1), .. Cli,
+            "source", "--image", image, "--listen", $"{NamespaceSegment.AddressOf(1)}:7000", "--sessions", "1", "--json",
+            "--multicast", Group.ToString(), "--interface", "eth0", "--max-rate", "4000000", "--log-level", "Information"])
+        { Name = "source", Environment = environment });
+        await source.WaitForLineAsync(OutputStream.Stderr, line => line.Contains("Multicasting the encoded stream", StringComparison.Ordinal), TimeSpan.FromSeconds(60), ct);
+        await using var sink = RunningProcess.Start(new ProcessCommand("ip", ["netns", "exec", segment.Host(2), .. Cli,
+            "sink", "--connect", $"{NamespaceSegment.AddressOf(1)}:7000", "--store", dir.File("store"), "--json",
+            "--multicast-interface", "eth0", "--log-level", "Information"])
+        { Name = "sink", Environment = environment });
+        await sink.WaitForLineAsync(OutputStream.Stderr, line => line.Contains("joined on eth0", StringComparison.Ordinal), TimeSpan.FromSeconds(60), ct);
+
+        // The fault: the receiver stops reading (the whole process, stopped) for 3 s while the group goes on.
+        // `ip netns exec` execs the CLI, so the process started is the sink itself.
+        await ProcessRunner.RunAsync(new ProcessCommand("kill", ["-STOP", sink.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]), ct);
+        await Task.Delay(TimeSpan.FromSeconds(3), ct);
+        await ProcessRunner.RunAsync(new ProcessCommand("kill", ["-CONT", sink.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]), ct);
+
+        var exit = await sink.WaitAsync(TimeSpan.FromSeconds(120), ct);
+        Assert.True(exit == 0, string.Join('\n', sink.StderrLines.TakeLast(10)));
+        Assert.Equal(0, await source.WaitAsync(TimeSpan.FromSeconds(30), ct));
+        Assert.Contains(sink.StderrLines, line => line.Contains("multicast ended, TCP from batch", StringComparison.Ordinal));
+        var stored = Directory.EnumerateFiles(dir.File("store"), "*", SearchOption.AllDirectories)
+            .Where(f => new FileInfo(f).Length == 64 << 20).ToList();
+        Assert.Contains(stored, f => File.ReadAllBytes(f).AsSpan().SequenceEqual(File.ReadAllBytes(image)));
+    }
+
     private static string[] Cli => ["dotnet", Path.Combine(AppContext.BaseDirectory, "streamclone.dll")];
 
     private static Socket OpenGroupSocket()
