@@ -295,6 +295,8 @@ public sealed class MulticastFanout : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _server.SessionEnded -= OnSessionEnded;
+        // Children arriving from now on stay on TCP; reports of joined ones still reach the (stopped) engine harmlessly.
+        _server.MulticastJoiner = null;
         await _stop.CancelAsync();
         await _run;
         _sender.Dispose();
@@ -308,11 +310,8 @@ public sealed class MulticastFanout : IAsyncDisposable
 
         public bool IsComplete => stream.IsComplete;
 
-        public async ValueTask<bool> WaitForBatchAsync(long sequence, CancellationToken cancellationToken)
-        {
-            using var batch = await stream.ReadRawAsync(sequence, cancellationToken);
-            return batch is not null;
-        }
+        public ValueTask<bool> WaitForBatchAsync(long sequence, CancellationToken cancellationToken) =>
+            stream.WaitForBatchAsync(sequence, cancellationToken);
 
         public async ValueTask<IMulticastBatchLease> ReadBatchAsync(long sequence, CancellationToken cancellationToken) =>
             new Lease(await stream.ReadRawAsync(sequence, cancellationToken)
