@@ -36,6 +36,7 @@ internal static class SinkCommand
             Description = "Free space an offer must leave on the store's file system beyond its full size (e.g. 0, 256M, 1G).",
             DefaultValueFactory = _ => SizeParser.Format(new ChunkStoreOptions().FreeSpaceMarginBytes),
         };
+        var multicastInterface = new Option<string?>("--multicast-interface") { Description = "Ask the upstream for the bulk stream by multicast and take it on this interface (by name); the TCP lane stays for control, and brings the rest if multicast cannot." };
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
@@ -45,7 +46,7 @@ internal static class SinkCommand
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
             connect, reattachTimeout, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
-            metrics,
+            metrics, multicastInterface,
         };
         foreach (var option in timeouts.All.Concat(security.All))
         {
@@ -67,7 +68,7 @@ internal static class SinkCommand
             using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
             var options = new UpstreamClientOptions
             {
-                Upstream = new UpstreamOptions { Parallelism = result.GetValue(parallelism), Tls = tls },
+                Upstream = new UpstreamOptions { Parallelism = result.GetValue(parallelism), Tls = tls, MulticastInterface = result.GetValue(multicastInterface) },
                 ReattachTimeout = TimeSpan.FromSeconds(result.GetValue(reattachTimeout)),
             };
             var transport = timeouts.Apply(result, TransportOptions.Default);

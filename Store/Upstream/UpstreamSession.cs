@@ -39,6 +39,11 @@ public sealed partial class UpstreamSession : IAsyncDisposable
         SessionId = sessionId;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Snapshot.ChunkPresent += OnChunkPresent;
+        if (options.MulticastInterface is not null)
+        {
+            // Batches may come from the group as well as the lane, in any order.
+            EnableExternalFeed();
+        }
     }
 
     public string SessionId { get; }
@@ -105,7 +110,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
             // other snapshots may list more, and the hashes past that only lose some dedup. OfferRules
             // bounded every object's chunk count, so the sum cannot overflow.
             var offered = offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize));
-            await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), ct);
+            await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), options.MulticastInterface is not null, ct);
             UpstreamLog.SessionStarted(logger, sessionId, hello.Peer.ToString(), offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
 
@@ -148,7 +153,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
     private static CloseReason StoreFault(Exception ex) =>
         CloseReason.Fault(ProtocolError.StoreFailure, $"the sink cannot store the snapshot: {ex.Message}");
 
-    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, int total, CancellationToken ct)
+    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, int total, bool wantsMulticast, CancellationToken ct)
     {
         const int perFrame = WireLimits.MaxInventoryHashesPerFrame;
         var buffer = new byte[Math.Min(perFrame, Math.Max(1, total)) * ChunkHash.Size];
@@ -161,7 +166,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
                 inventory[sent + i].Write(buffer.AsSpan(i * ChunkHash.Size));
             }
             sent += count;
-            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == total },
+            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == total, WantsMulticast = wantsMulticast && sent == total },
                 buffer.AsMemory(0, count * ChunkHash.Size), ct);
         }
         while (sent < total);
@@ -174,6 +179,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
     {
         Snapshot.ChunkPresent -= OnChunkPresent;
         await _stop.CancelAsync();
+        await StopMulticastAsync();
         FailPendingReads(new ObjectDisposedException(nameof(UpstreamSession), "the sink session was closed"));
         if (_demand is not null)
         {
