@@ -10,6 +10,7 @@ namespace StreamClone.Relay;
 public sealed partial class RelayNode
 {
     private readonly TaskCompletionSource<EncodedStream> _streamReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private MulticastFanout? _multicast;
     private readonly Lock _hashLock = new();
     // Hashes of the chunks sent as Data in this relay's log: a Known entry naming one of them is valid for any child.
     private readonly HashSet<ChunkHash> _streamData = [];
@@ -60,6 +61,11 @@ public sealed partial class RelayNode
         };
         var stream = new EncodedStream(ours, _spillDirectory.FullName, _options.Buffers);
         Volatile.Write(ref _stream, stream);
+        // Hooked before children can see the offer, so a child asking for multicast in its inventory finds the joiner.
+        if (_options.Multicast is { } multicast)
+        {
+            _multicast = MulticastFanout.Attach(_downstream, stream, multicast, _logger);
+        }
         _downstream.SetStream(stream);
         _streamReady.TrySetResult(stream);
         RelayLog.Forwarding(_logger, offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size), string.Join(",", hints));

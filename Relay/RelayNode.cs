@@ -159,6 +159,10 @@ public sealed partial class RelayNode : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_multicast is not null)
+        {
+            await _multicast.DisposeAsync();
+        }
         await _downstream.DisposeAsync();
         await _client.DisposeAsync();
         _progress.Dispose();

@@ -18,4 +18,7 @@ public sealed record RelayOptions : DownstreamOptions
 
     /// <summary>The pulling side: role relay, reattach deadline; its <see cref="UpstreamOptions.Observer"/> is set by the node.</summary>
     public UpstreamClientOptions Pull { get; init; } = new();
+
+    /// <summary>Also multicast the relayed stream to children on this relay's segment that ask for it; null: TCP children only.</summary>
+    public MulticastFanoutOptions? Multicast { get; init; }
 }

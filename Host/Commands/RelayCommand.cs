@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Net;
 using System.Text.Json;
 using StreamClone.Perf;
 using StreamClone.Relay;
@@ -35,10 +34,6 @@ internal static class RelayCommand
             Description = "Seconds the relay keeps trying its other upstreams after the one it pulls from died (children wait meanwhile); then it ends with one line.",
             DefaultValueFactory = _ => new UpstreamClientOptions().ReattachTimeout.TotalSeconds,
         };
-        var multicast = new Option<string?>("--multicast") { Description = "Also send the snapshot to this UDP multicast group (GROUP:PORT) on --interface." };
-        var iface = new Option<string?>("--interface") { Description = "With --multicast: the network interface of the multicast segment." };
-        var minRate = new Option<string>("--min-rate") { Description = "With --multicast: lowest send rate in bytes per second (e.g. 1M).", DefaultValueFactory = _ => "1M" };
-        var maxRate = new Option<string>("--max-rate") { Description = "With --multicast: highest send rate in bytes per second (e.g. 12M for 100 Mbit/s).", DefaultValueFactory = _ => "125M" };
         var inventoryTimeout = TransportTimeouts.Seconds("--inventory-timeout", "Seconds a child may take from the offer to the end of its inventory.", TransportOptions.Default.InventoryTimeout);
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
@@ -46,12 +41,13 @@ internal static class RelayCommand
         var timeouts = CommonOptions.Timeouts();
         var security = CommonOptions.Security();
         var metrics = MetricsOption.Create();
+        var multicast = new MulticastSendOptions();
         var command = new Command("relay", "Pull a snapshot from a source or relay into a bounded cache and forward each batch to children as it arrives (cut-through); answer their demand from the cache or upstream.")
         {
-            upstream, listen, portFile, cache, cacheBytes, sessions, maxSessions, reattachTimeout, multicast, iface, minRate, maxRate, inventoryTimeout,
+            upstream, listen, portFile, cache, cacheBytes, sessions, maxSessions, reattachTimeout, inventoryTimeout,
             parallelism, json, logLevel, metrics,
         };
-        foreach (var option in timeouts.All.Concat(security.All))
+        foreach (var option in timeouts.All.Concat(security.All).Concat(multicast.All))
         {
             command.Options.Add(option);
         }
@@ -62,7 +58,6 @@ internal static class RelayCommand
             var tls = security.Resolve(result, logger);
             using var exporter = MetricsOption.Start(result, metrics);
             var asJson = result.GetValue(json);
-            var multicastGroup = ParseMulticast(result.GetValue(multicast), result.GetValue(iface));
             var bound = SizeParser.Parse(result.GetValue(cacheBytes)!);
             using var store = ChunkStore.Open(result.GetValue(cache)!, logger, new ChunkStoreOptions { MaxCacheBytes = bound, MaxSnapshotBytes = bound });
             var options = new RelayOptions
@@ -70,6 +65,7 @@ internal static class RelayCommand
                 Upstreams = result.GetValue(upstream)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 MaxSessions = result.GetValue(maxSessions),
                 Tls = tls,
+                Multicast = multicast.Resolve(result),
                 Pull = new UpstreamClientOptions
                 {
                     Upstream = new UpstreamOptions { Parallelism = result.GetValue(parallelism) },
@@ -87,15 +83,6 @@ internal static class RelayCommand
                 await File.WriteAllTextAsync(path + ".tmp", endPoint.Port.ToString(CultureInfo.InvariantCulture), ct);
                 File.Move(path + ".tmp", path, overwrite: true);
             }
-            if (multicastGroup is { } group)
-            {
-                var minimum = SizeParser.Parse(result.GetValue(minRate)!);
-                var maximum = SizeParser.Parse(result.GetValue(maxRate)!);
-                logger.LogWarningMulticastPending(group.Group, group.Port, group.Interface, minimum, maximum);
-                // MERGE (lead): enable once Shared/Fanout/MulticastFanout.cs is on main:
-                // _ = relay.StreamReady.ContinueWith(t => MulticastFanout.Attach(relay.Downstream, t.Result, new MulticastFanoutOptions { Group = group.Group, Port = group.Port, Interface = group.Interface, MinRateBytesPerSecond = minimum, MaxRateBytesPerSecond = maximum }, logger), TaskScheduler.Default);
-            }
-
             var wanted = result.GetValue(sessions);
             var ended = new List<DownstreamSessionStats>();
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -160,33 +147,4 @@ internal static class RelayCommand
         });
         return command;
     }
-
-    private static (IPAddress Group, int Port, string Interface)? ParseMulticast(string? spec, string? iface)
-    {
-        if (spec is null)
-        {
-            return null;
-        }
-        var colon = spec.LastIndexOf(':');
-        if (colon <= 0 || !IPAddress.TryParse(spec[..colon], out var group) || !int.TryParse(spec.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port)
-            || port is 0 or > 65535 || !IsMulticast(group))
-        {
-            throw new FormatException($"--multicast '{spec}' is not GROUP:PORT with a multicast group address");
-        }
-        if (string.IsNullOrWhiteSpace(iface))
-        {
-            throw new FormatException("--multicast needs --interface IF (the segment's interface)");
-        }
-        return (group, port, iface);
-    }
-
-    private static bool IsMulticast(IPAddress address) => address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
-        ? (address.GetAddressBytes()[0] & 0xF0) == 0xE0
-        : address.IsIPv6Multicast;
-}
-
-internal static partial class RelayCommandLog
-{
-    [Microsoft.Extensions.Logging.LoggerMessage(2050, Microsoft.Extensions.Logging.LogLevel.Warning, "Multicast to {Group}:{Port} on {Interface} ({Min}..{Max} B/s) is parsed but not sent by this build: TCP children only")]
-    public static partial void LogWarningMulticastPending(this Microsoft.Extensions.Logging.ILogger logger, IPAddress group, int port, string @interface, long min, long max);
 }

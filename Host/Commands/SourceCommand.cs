@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text.Json;
-using StreamClone.Perf;
 using StreamClone.Shared;
 using StreamClone.Shared.Diagnostics;
 using StreamClone.Shared.Fanout;
@@ -35,23 +34,18 @@ internal static class SourceCommand
         var security = CommonOptions.Security();
         var snapshotId = SnapshotIdOption.Create("--snapshot-id", "Snapshot id (default: new). A sink resumes a snapshot with the same id.");
         var notSentLowat = new Option<int>("--notsent-lowat") { Description = "TCP_NOTSENT_LOWAT of the bulk lane in bytes (0 = kernel default).", DefaultValueFactory = _ => TransportOptions.Default.BulkNotSentLowWatermark };
-        var multicast = new Option<string?>("--multicast") { Description = "Also multicast the encoded stream to this IPv4 group (GROUP:PORT, AES-GCM, key per snapshot over each receiver's mutual-TLS lane) for children that ask for it (sink --multicast-interface)." };
-        var multicastInterface = new Option<string?>("--interface") { Description = "With --multicast: the interface on the receivers' segment, by name." };
-        var minRate = new Option<string>("--min-rate") { Description = "With --multicast: floor of the send rate in bytes/s (e.g. 1M).", DefaultValueFactory = _ => SizeParser.Format(new MulticastFanoutOptions().MinRateBytesPerSecond) };
-        var maxRate = new Option<string>("--max-rate") { Description = "With --multicast: ceiling of the send rate in bytes/s (e.g. 12M for 100 Mbit/s).", DefaultValueFactory = _ => SizeParser.Format(new MulticastFanoutOptions().MaxRateBytesPerSecond) };
-        var multicastReceivers = new Option<int>("--multicast-receivers") { Description = "With --multicast: wait for this many receivers to join (up to --multicast-wait seconds after the first) before sending.", DefaultValueFactory = _ => 1 };
-        var multicastWait = new Option<double>("--multicast-wait") { Description = "With --multicast: longest wait for --multicast-receivers, seconds.", DefaultValueFactory = _ => new MulticastFanoutOptions().StartTimeout.TotalSeconds };
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
         var metrics = MetricsOption.Create();
+        var multicast = new MulticastSendOptions();
 
         var command = new Command("source", "Offer image files as a snapshot to sinks and relays: chunk, hash, drop zeros, dedup, compress, stream; answer demand requests first.")
         {
             images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, maxSessions, snapshotId, notSentLowat, parallelism, json, logLevel, inventoryTimeout,
-            metrics, multicast, multicastInterface, minRate, maxRate, multicastReceivers, multicastWait,
+            metrics,
         };
-        foreach (var option in timeouts.All.Concat(security.All))
+        foreach (var option in timeouts.All.Concat(security.All).Concat(multicast.All))
         {
             command.Options.Add(option);
         }
@@ -91,8 +85,8 @@ internal static class SourceCommand
             ISnapshotInput input = live is null ? files! : live.Input;
             await using var server = new SourceServer(input, options, transport, logger);
             var bound = server.Listen(HostServices.ParseEndPoint(result.GetValue(listen)!));
-            await using var fanout = result.GetValue(multicast) is { } group
-                ? MulticastFanout.Attach(server.Downstream, server.Stream, ParseMulticast(group, result.GetValue(multicastInterface), result.GetValue(minRate)!, result.GetValue(maxRate)!, result.GetValue(multicastReceivers), result.GetValue(multicastWait)), logger)
+            await using var fanout = multicast.Resolve(result) is { } multicastOptions
+                ? MulticastFanout.Attach(server.Downstream, server.Stream, multicastOptions, logger)
                 : null;
             if (result.GetValue(portFile) is { } path)
             {
@@ -170,22 +164,6 @@ internal static class SourceCommand
             migration_ms = summary.MigrationMs,
             memory_bytes = summary.MemoryBytes,
             disk_bytes = summary.DiskBytes,
-        };
-    }
-
-    /// <summary>--multicast GROUP:PORT --interface IF [--min-rate R --max-rate R] as fan-out options (checked by Attach).</summary>
-    private static MulticastFanoutOptions ParseMulticast(string group, string? @interface, string minRate, string maxRate, int receivers, double waitSeconds)
-    {
-        var endPoint = HostServices.ParseEndPoint(group);
-        return new MulticastFanoutOptions
-        {
-            Group = endPoint.Address,
-            Port = endPoint.Port,
-            Interface = @interface ?? throw new ArgumentException("--multicast needs --interface IF (the interface on the receivers' segment)"),
-            MinRateBytesPerSecond = SizeParser.Parse(minRate),
-            MaxRateBytesPerSecond = SizeParser.Parse(maxRate),
-            StartAfterReceivers = receivers,
-            StartTimeout = TimeSpan.FromSeconds(waitSeconds),
         };
     }
 
