@@ -25,7 +25,7 @@ public sealed partial class RelayNode
     {
         public void OfferReceived(SnapshotOfferMessage offer) => node.OnOffer(offer);
 
-        public ValueTask BatchReceivedAsync(ChunkBatchMessage header, ReadOnlyMemory<byte> payload, CancellationToken ct) =>
+        public ValueTask BatchVerifiedAsync(ChunkBatchMessage header, ReadOnlyMemory<byte> payload, CancellationToken ct) =>
             node.ForwardAsync(header, payload, ct);
 
         public ValueTask CompletedAsync(SnapshotCompleteMessage completion, CancellationToken ct)
@@ -72,7 +72,7 @@ public sealed partial class RelayNode
     }
 
     /// <summary>
-    /// Cut-through: each batch goes into the log before this relay verifies or stores it (children verify). A batch
+    /// Each batch goes into the log once it verified and before this relay stores it (children verify again). A batch
     /// already in the log (a reattached upstream starts again at 1) is skipped. Known entries that the upstream sent
     /// because of this relay's inventory (hashes not sent as Data earlier in this log) are turned into Data from the
     /// cache first, so the log is valid for any child.

@@ -15,7 +15,7 @@ namespace StreamClone.Relay;
 /// any number of children (sinks, further relays) while it arrives:
 /// <code>
 /// UpstreamClient (reattaches) → observer taps: offer → EncodedStream created (hints extended)
-///                                              each batch, before verify/store → appended (Known expanded) → DownstreamServer
+///                                              each batch, verified, before store → appended (Known expanded) → DownstreamServer
 ///                                              completion → EncodedStream.Complete
 /// child demand → IDemandReader: cache (hit) or EnsurePresentAsync upstream (miss), merged per chunk
 /// </code>

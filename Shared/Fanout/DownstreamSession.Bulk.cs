@@ -211,8 +211,8 @@ public sealed partial class DownstreamSession
     private (ChunkBatchMessage, ReadOnlyMemory<byte>) ForChild(StoredBatch batch, IReadOnlyList<ObjectInfo> objects, List<IDisposable> held)
     {
         var header = batch.Header;
-        // Our own log: checked when it was appended (a relay appends what it received before verifying it,
-        // so it is checked again here before its numbers place anything).
+        // Our own log, checked once more before its numbers place anything (a relay's log holds what its upstream
+        // sent, verified, but the layout check is cheap and this is the lowest layer that reads it).
         var obj = BatchLayout.Validate(header, objects);
         var filtered = BatchFilter.ForInventory(header, batch.Payload.Span, obj, _inventory, _options.CompressionLevel, _options.Buffers, out var payload);
         if (payload is not null)

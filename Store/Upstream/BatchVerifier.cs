@@ -34,9 +34,16 @@ internal sealed class VerifiedBatch : IDisposable
     public required int PayloadLength { get; init; }
     public SnapshotCompleteMessage? Completion { get; init; }
 
+    /// <summary>The batch as it came on the wire (compressed), kept only when a relay forwards it after verification.</summary>
+    public BatchBuffer? Payload { get; init; }
+
     public ReadOnlySpan<byte> DataSpan => Data is null ? default : Data.Span;
 
-    public void Dispose() => Data?.Dispose();
+    public void Dispose()
+    {
+        Data?.Dispose();
+        Payload?.Dispose();
+    }
 }
 
 /// <summary>
@@ -49,9 +56,32 @@ internal static class BatchVerifier
     /// Takes ownership of <paramref name="received"/>'s payload and disposes it, whatever happens;
     /// the returned batch owns its data, rented from <paramref name="buffers"/>.
     /// </summary>
-    public static VerifiedBatch Verify(ReceivedBatch received, IReadOnlyList<ObjectInfo> objects, IBatchBufferSource buffers)
+    /// <remarks>With <paramref name="keepPayload"/> the wire payload goes on in the verified batch (a relay forwards exactly
+    /// those bytes once they verified) instead of being disposed.</remarks>
+    public static VerifiedBatch Verify(ReceivedBatch received, IReadOnlyList<ObjectInfo> objects, IBatchBufferSource buffers, bool keepPayload = false)
     {
-        using var payload = received.Payload;
+        VerifiedBatch verified;
+        try
+        {
+            verified = VerifyData(received, objects, buffers);
+        }
+        catch
+        {
+            received.Payload?.Dispose();
+            throw;
+        }
+        if (!keepPayload || verified.Completion is not null)
+        {
+            received.Payload?.Dispose();
+            return verified;
+        }
+        return new VerifiedBatch { Object = verified.Object, Header = verified.Header, Data = verified.Data, PayloadLength = verified.PayloadLength, Payload = received.Payload };
+    }
+
+    /// <summary>Checks every Data chunk; the payload stays the caller's (disposed by it also when this throws).</summary>
+    private static VerifiedBatch VerifyData(ReceivedBatch received, IReadOnlyList<ObjectInfo> objects, IBatchBufferSource buffers)
+    {
+        var payload = received.Payload;
         if (received.Completion is not null)
         {
             return new VerifiedBatch { Object = objects[0], Header = received.Header, Data = null, PayloadLength = 0, Completion = received.Completion };

@@ -3,9 +3,9 @@ using StreamClone.Shared.Protocol;
 namespace StreamClone.Store.Upstream;
 
 /// <summary>
-/// What a relay forwards from its upstream session, cut-through: called before the session stores (or even
-/// verifies) anything, so children get each batch before the relay's own disk write. Children verify.
-/// A tap that throws ends the session with that fault.
+/// What a relay forwards from its upstream session: each batch once its chunks matched their hashes and before the
+/// session writes it, so a relay forwards nothing unverified and its children never wait for its disk (HDFS forwards
+/// before its local write too). Children verify again. A tap that throws ends the session with that fault.
 /// </summary>
 public interface IUpstreamObserver
 {
@@ -13,11 +13,11 @@ public interface IUpstreamObserver
     void OfferReceived(SnapshotOfferMessage offer);
 
     /// <summary>
-    /// Each bulk batch in sequence order (1..N, none skipped or repeated), before verify. <paramref name="payload"/>
-    /// is valid only until the returned task completes: copy what outlives it.
+    /// Each bulk batch in sequence order (1..N, none skipped or repeated), verified, before it is stored; <paramref name="payload"/>
+    /// is its wire bytes, valid only until the returned task completes: copy what outlives it.
     /// </summary>
-    ValueTask BatchReceivedAsync(ChunkBatchMessage header, ReadOnlyMemory<byte> payload, CancellationToken ct);
+    ValueTask BatchVerifiedAsync(ChunkBatchMessage header, ReadOnlyMemory<byte> payload, CancellationToken ct);
 
-    /// <summary>The upstream's completion, after every batch was passed to <see cref="BatchReceivedAsync"/>.</summary>
+    /// <summary>The upstream's completion, after every batch was passed to <see cref="BatchVerifiedAsync"/>, before the session's own root-hash check.</summary>
     ValueTask CompletedAsync(SnapshotCompleteMessage completion, CancellationToken ct);
 }

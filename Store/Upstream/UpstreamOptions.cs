@@ -39,7 +39,7 @@ public sealed record UpstreamOptions
     /// </summary>
     public string? RequiredSnapshotId { get; init; }
 
-    /// <summary>Taps a relay forwards from (offer, each bulk batch before verify, completion); null for a plain sink.</summary>
+    /// <summary>Taps a relay forwards from (offer, each bulk batch once verified and before it is stored, completion); null for a plain sink.</summary>
     public IUpstreamObserver? Observer { get; init; }
 
     /// <summary>Peer name sent in Hello (logs on the source; a label only, marked unverified, when the source runs without TLS).</summary>

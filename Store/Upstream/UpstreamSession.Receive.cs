@@ -31,7 +31,9 @@ public sealed partial class UpstreamSession
         var objects = Snapshot.Objects;
         // Payload copies and decompressed data of this stream; what a faulted stage drops is returned below.
         var buffers = new BatchBufferScope(_options.Buffers);
-        var verify = new TransformBlock<ReceivedBatch, VerifiedBatch>(b => BatchVerifier.Verify(b, objects, buffers), new ExecutionDataflowBlockOptions
+        var observer = _options.Observer;
+        // A relay forwards the wire bytes of each batch once they verified: it keeps them until the store stage.
+        var verify = new TransformBlock<ReceivedBatch, VerifiedBatch>(b => BatchVerifier.Verify(b, objects, buffers, keepPayload: observer is not null), new ExecutionDataflowBlockOptions
         {
             BoundedCapacity = _options.StageCapacity * _options.Parallelism,
             MaxDegreeOfParallelism = _options.Parallelism,
@@ -44,14 +46,32 @@ public sealed partial class UpstreamSession
         {
             if (batch.Completion is { } completion)
             {
+                if (observer is not null)
+                {
+                    // Behind every batch (this stage is in order), before our own root-hash check and manifest write.
+                    await observer.CompletedAsync(completion, ct);
+                }
                 manifest = await CompleteAsync(completion, ct);
                 return;
+            }
+            if (observer is not null)
+            {
+                try
+                {
+                    // Verified, in sequence order, before this node's own disk write: a relay forwards nothing unverified
+                    // and its children do not wait for its disk.
+                    await observer.BatchVerifiedAsync(batch.Header, batch.Payload is null ? default : batch.Payload.Memory, ct);
+                }
+                catch
+                {
+                    batch.Dispose();
+                    throw;
+                }
             }
             Store(batch, demand: false);
         }, new ExecutionDataflowBlockOptions { BoundedCapacity = _options.StageCapacity, CancellationToken = ct, TaskScheduler = BackgroundPriorityScheduler.Bulk });
         verify.LinkTo(store, new DataflowLinkOptions { PropagateCompletion = true });
 
-        var observer = _options.Observer;
         // Cancelled when a completion held behind missing batches was applied: the lane has nothing more to bring then.
         using var receiveDone = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var assembler = new SequenceAssembler(_options.ReorderWindowBytes, async (batch, token) =>
@@ -59,10 +79,6 @@ public sealed partial class UpstreamSession
             if (batch.Completion is { } held)
             {
                 // A completion that waited in order behind the stream's last batch (multicast brought the tail).
-                if (observer is not null)
-                {
-                    await observer.CompletedAsync(held, token);
-                }
                 await PostAsync(verify, batch, token);
                 try
                 {
@@ -73,19 +89,6 @@ public sealed partial class UpstreamSession
                     // The session already ended (it failed meanwhile): nothing left to stop.
                 }
                 return;
-            }
-            if (observer is not null)
-            {
-                try
-                {
-                    // Cut-through: the relay forwards the batch before it is verified or written here.
-                    await observer.BatchReceivedAsync(batch.Header, batch.Payload is null ? default : batch.Payload.Memory, token);
-                }
-                catch
-                {
-                    batch.Dispose();
-                    throw;
-                }
             }
             await PostAsync(verify, batch, token);
         });
@@ -113,10 +116,6 @@ public sealed partial class UpstreamSession
                         if (_externalFeed && completion.LastSequence != 0)
                         {
                             return await OfferCompletionAsync(assembler, completion, ct);
-                        }
-                        if (observer is not null)
-                        {
-                            await observer.CompletedAsync(completion, ct);
                         }
                         await PostAsync(verify, new ReceivedBatch { Header = new ChunkBatchMessage(), Payload = null, Completion = completion }, ct);
                         return false;

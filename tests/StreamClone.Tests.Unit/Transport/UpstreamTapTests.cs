@@ -24,7 +24,7 @@ public class UpstreamTapTests
 
         public void OfferReceived(SnapshotOfferMessage offer) => Events.Add($"offer {offer.SnapshotId} stored={snapshot() is not null}");
 
-        public ValueTask BatchReceivedAsync(ChunkBatchMessage header, ReadOnlyMemory<byte> payload, CancellationToken ct)
+        public ValueTask BatchVerifiedAsync(ChunkBatchMessage header, ReadOnlyMemory<byte> payload, CancellationToken ct)
         {
             Events.Add($"batch {header.Sequence}");
             var assembly = snapshot()!;
