@@ -165,6 +165,8 @@ internal static class TopologyRun
 {
     public static async Task<TopologyRunResult> RunAsync(string topology, string runDir, string bin, IEnumerable<string> sets, TimeSpan timeout, CancellationToken ct)
     {
+        // The script's own tools (a fresh machine has no jq); it checks ip, tc and ss itself.
+        ToolInstaller.EnsureAptPackages("jq", "curl");
         var json = Path.Combine(runDir, "topology.json");
         List<string> args = [FindScript(), "run", topology, "--json", json, "--dir", runDir, "--bin", bin, "--timeout", ((int)timeout.TotalSeconds).ToString(CultureInfo.InvariantCulture)];
         foreach (var set in sets)
