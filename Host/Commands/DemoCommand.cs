@@ -145,7 +145,7 @@ internal static partial class DemoCommand
             var twin = firstClone is null ? null : vm.GetConsoleLines().Select(l => Tick().Match(l)).FirstOrDefault(m => m.Success && m.Groups[1].Value == firstClone.Groups[1].Value);
             var continues = firstClone is not null && twin is not null && firstClone.Groups[4].Value == "ok"
                 && twin.Groups[2].Value == firstClone.Groups[2].Value && twin.Groups[3].Value == firstClone.Groups[3].Value;
-            var summary = new Table().Title("demo: live VM → source → relays → sinks → clone").AddColumns("figure", "value");
+            var summary = new Table().Title(can.Relays ? "demo: live VM → source → relays → sinks → clone" : "demo: live VM → source → sinks → clone").AddColumns("figure", "value");
             summary.AddRow("guest pause (QEMU downtime)", $"{live.GetProperty("downtime_ms")} ms (stop → restart seen over QMP: {live.GetProperty("stop_to_restart_ms").GetDouble():F1} ms)");
             summary.AddRow("snapshot streamed", $"{live.GetProperty("memory_bytes").GetInt64():N0} B memory + {live.GetProperty("disk_bytes").GetInt64():N0} B disk in {snapshotSeconds:F2} s");
             summary.AddRow("path", Markup.Escape(can.Describe(sinks)));
