@@ -57,7 +57,10 @@ internal static class FanoutBench
         if (s.Mode != FanoutMode.Unicast)
         {
             text.AppendLine(CultureInfo.InvariantCulture, $"host ra relay --upstream {{addr:src}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {security}");
-            var multicast = s.Mode == FanoutMode.Multicast ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0" : "";
+            // The send rate's ceiling at 95% of the link (bytes/s), as the baseline's uftp: above it tbf would drop for every receiver.
+            var multicast = s.Mode == FanoutMode.Multicast
+                ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0 --max-rate {s.LinkMbit * 118_750L}"
+                : "";
             text.AppendLine(CultureInfo.InvariantCulture, $"host rb relay --upstream {{addr:ra}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {multicast} {security}");
             upstream = "rb";
         }
@@ -140,7 +143,8 @@ internal static class FanoutBench
             ["feeder_vs_compressed"] = compressed is > 0 ? Math.Round((double)feeder.BytesOut / compressed.Value, 3) : null,
             ["egress_bytes"] = nodes.ToDictionary(n => n.Name, n => n.BytesOut),
             ["identical_sinks"] = identical,
-            ["nacks"] = nodes.Sum(n => n.Nacks),
+            // NACKs as the receivers sent them (a sender counts the same NACKs again as received).
+            ["nacks"] = nodes.Where(n => sinks.Contains(n.Name)).Sum(n => n.Nacks),
             ["repairs"] = nodes.Sum(n => n.Repairs),
             ["cpu_busy_pct"] = run.CpuBusyPct,
             ["demand_reads"] = demandReads,
