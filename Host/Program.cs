@@ -11,8 +11,10 @@ ThreadPool.GetMinThreads(out var workers, out var completions);
 ThreadPool.SetMinThreads(Math.Max(workers, 16), Math.Max(completions, 16));
 
 var root = new RootCommand("StreamClone: clone a running VM's snapshot onto many hosts at once.");
+root.Options.Add(MetricsOption.FinalFile);
 root.Subcommands.Add(SourceCommand.Create());
 root.Subcommands.Add(SinkCommand.Create());
+root.Subcommands.Add(RelayCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());

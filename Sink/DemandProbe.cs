@@ -48,38 +48,15 @@ public sealed class DemandProbe
     }
 
     /// <summary>Runs the session's bulk stream to the end with this probe beside it (stopped when the stream ends).</summary>
-    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(UpstreamSession session, int reads, TimeSpan spacing, int seed,
-        Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct)
-    {
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var probing = reads > 0 ? RunAsync(session, reads, spacing, seed, stop.Token) : Task.CompletedTask;
-        var run = session.RunAsync();
-        if (watch is not null)
-        {
-            await watch(run);
-        }
-        try
-        {
-            return await run;
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            try
-            {
-                await probing;
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }
-    }
+    public Task<Shared.Model.SnapshotManifest> RunBesideAsync(UpstreamSession session, int reads, TimeSpan spacing, int seed,
+        Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct) =>
+        BesideAsync(session.RunAsync(), stop => reads > 0 ? RunAsync(session, reads, spacing, seed, stop) : Task.CompletedTask, watch, ct);
 
     /// <summary>
     /// Runs a sink client to the end (reattaching as it must) with this probe beside it, reading through the client
     /// so a read caught by a reattach waits for the next upstream.
     /// </summary>
-    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(SinkClient client, int reads, TimeSpan spacing, int seed,
+    public async Task<Shared.Model.SnapshotManifest> RunBesideAsync(UpstreamClient client, int reads, TimeSpan spacing, int seed,
         Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct)
     {
         var run = client.RunAsync(ct);
@@ -93,8 +70,15 @@ public sealed class DemandProbe
             // No upstream connected: the run's own exception is the one to report.
             return await run;
         }
+        return await BesideAsync(run, stop => reads > 0 ? RunAsync(first.Snapshot, client.ReadAsync, reads, spacing, seed, stop) : Task.CompletedTask, watch, ct);
+    }
+
+    /// <summary>The probe runs until <paramref name="run"/> ends, then stops; the run's result (or failure) is the one returned.</summary>
+    private static async Task<Shared.Model.SnapshotManifest> BesideAsync(Task<Shared.Model.SnapshotManifest> run, Func<CancellationToken, Task> probe,
+        Func<Task<Shared.Model.SnapshotManifest>, Task>? watch, CancellationToken ct)
+    {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var probing = reads > 0 ? RunAsync(first.Snapshot, client.ReadAsync, reads, spacing, seed, stop.Token) : Task.CompletedTask;
+        var probing = probe(stop.Token);
         if (watch is not null)
         {
             await watch(run);

@@ -8,21 +8,6 @@ internal static partial class SourceLog
     [LoggerMessage(1001, LogLevel.Information, "Source listening on {EndPoint}, offering snapshot {SnapshotId} ({Objects} objects, {Bytes} bytes)")]
     public static partial void Listening(ILogger logger, string endPoint, string snapshotId, int objects, long bytes);
 
-    [LoggerMessage(1002, LogLevel.Information, "Session {SessionId} from {Peer}: sink holds {Known} chunks already")]
-    public static partial void SessionStarted(ILogger logger, string sessionId, string peer, long known);
-
-    [LoggerMessage(1003, LogLevel.Information, "Session {SessionId} done: {InputBytes} bytes in {Seconds:F2} s, {WireBytes} on the wire, {Demand} demand requests")]
-    public static partial void SessionCompleted(ILogger logger, string sessionId, long inputBytes, double seconds, long wireBytes, long demand);
-
-    [LoggerMessage(1004, LogLevel.Error, "Session {SessionId} failed: {Reason}")]
-    public static partial void SessionFailed(ILogger logger, string sessionId, string reason);
-
-    [LoggerMessage(1005, LogLevel.Warning, "Connection from {Peer} refused: {Reason}")]
-    public static partial void ConnectionRefused(ILogger logger, string peer, string reason);
-
-    [LoggerMessage(1006, LogLevel.Debug, "Session {SessionId}: demand lane attached from {Peer}")]
-    public static partial void DemandLaneAttached(ILogger logger, string sessionId, string peer);
-
-    [LoggerMessage(1007, LogLevel.Trace, "Demand request {RequestId}: object {ObjectId} chunks {First}+{Count}")]
-    public static partial void DemandServed(ILogger logger, long requestId, int objectId, long first, int count);
+    // 1002-1007 (session started, completed, failed, refused, demand lane, demand served) are logged by the
+    // downstream server the source serves through (Shared/Fanout/FanoutLog.cs), under the same ids.
 }

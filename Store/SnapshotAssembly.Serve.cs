@@ -110,6 +110,18 @@ public sealed partial class SnapshotAssembly
     }
 
     /// <summary>
+    /// The hash the durable journal records for each present place (zeros as <see cref="ChunkHash.ZeroMark"/>): what a
+    /// relay restarted over a partial snapshot checks <see cref="ReadVerified"/> against, since its stream has not
+    /// named those chunks yet. Places dropped as damaged since may still be listed; check presence.
+    /// </summary>
+    public void ReadDurableHashes(Action<int, long, ChunkHash> visit)
+    {
+        ArgumentNullException.ThrowIfNull(visit);
+        ThrowIfClosed();
+        _journal.ReadDurable(record => visit(record.ObjectId, record.Index, record.Hash));
+    }
+
+    /// <summary>
     /// After another snapshot's eviction took <paramref name="hashes"/> out of the index: adds this
     /// snapshot's durable copies of them back (the first copy found stays canonical).
     /// </summary>

@@ -220,6 +220,8 @@ launch_node() {
   if [ "$topo_metrics" != off ] && [[ " ${opts[$h]} " != *" --metrics "* ]]; then
     args+=(--metrics "$(addr_of "$h"):$topo_metrics")
   fi
+  # The node's final counters when it ends (a sink can finish between two scrapes): read by metric_sum.
+  [[ " ${args[*]} " == *" --metrics "* ]] && args+=(--metrics-file "$nd/metrics.final")
   local prev=""
   for word in "${args[@]}"; do
     [ "$prev" = --listen ] && listen=$word
@@ -289,6 +291,7 @@ scrape() {
 # Sum of a metric's samples (all label sets) in a node's last scrape.
 metric_sum() {
   local file="$run_dir/$1/metrics"
+  [ -f "$run_dir/$1/metrics.final" ] && file="$run_dir/$1/metrics.final"
   [ -f "$file" ] || { echo null; return; }
   awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $NF; n++ } END { if (n) printf "%d\n", s; else print 0 }' "$file"
 }

@@ -21,7 +21,7 @@ internal static class SinkCommand
         var reattachTimeout = new Option<double>("--reattach-timeout")
         {
             Description = "Seconds a sink keeps trying its other upstreams after the one it pulls from died (readers wait as long); then it ends with one line.",
-            DefaultValueFactory = _ => new SinkOptions().ReattachTimeout.TotalSeconds,
+            DefaultValueFactory = _ => new UpstreamClientOptions().ReattachTimeout.TotalSeconds,
         };
         var store = new Option<string>("--store") { Description = "Store directory (content-addressed across snapshots; resumes after a crash).", Required = true };
         var probeReads = new Option<int>("--probe-reads") { Description = "Issue this many random demand reads while the bulk stream runs and report their latency.", DefaultValueFactory = _ => 0 };
@@ -36,6 +36,7 @@ internal static class SinkCommand
             Description = "Free space an offer must leave on the store's file system beyond its full size (e.g. 0, 256M, 1G).",
             DefaultValueFactory = _ => SizeParser.Format(new ChunkStoreOptions().FreeSpaceMarginBytes),
         };
+        var multicastInterface = new Option<string?>("--multicast-interface") { Description = "Ask the upstream for the bulk stream by multicast and take it on this interface (by name); the TCP lane stays for control, and brings the rest if multicast cannot." };
         var parallelism = CommonOptions.Parallelism();
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
@@ -45,7 +46,7 @@ internal static class SinkCommand
         var command = new Command("sink", "Pull a snapshot into a local store: verify every chunk's hash, assemble the objects, answer reads on demand ahead of the bulk stream.")
         {
             connect, reattachTimeout, store, maxSnapshot, freeSpaceMargin, probeReads, probeSpacing, parallelism, json, logLevel,
-            metrics,
+            metrics, multicastInterface,
         };
         foreach (var option in timeouts.All.Concat(security.All))
         {
@@ -65,14 +66,14 @@ internal static class SinkCommand
                 FreeSpaceMarginBytes = SizeParser.Parse(result.GetValue(freeSpaceMargin)!),
             };
             using var chunkStore = ChunkStore.Open(result.GetValue(store)!, logger, storeOptions);
-            var options = new SinkOptions
+            var options = new UpstreamClientOptions
             {
-                Upstream = new UpstreamOptions { Parallelism = result.GetValue(parallelism), Tls = tls },
+                Upstream = new UpstreamOptions { Parallelism = result.GetValue(parallelism), Tls = tls, MulticastInterface = result.GetValue(multicastInterface) },
                 ReattachTimeout = TimeSpan.FromSeconds(result.GetValue(reattachTimeout)),
             };
             var transport = timeouts.Apply(result, TransportOptions.Default);
             var candidates = result.GetValue(connect)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            await using var client = new SinkClient(candidates, chunkStore, options, transport, logger);
+            await using var client = new UpstreamClient(candidates, chunkStore, options, transport, logger);
             // The progress gauges (status draws them): registered here, beside the session's owner, not in the session;
             // after a reattach they follow the current session (the same store snapshot).
             using var progress = SnapshotProgress.Register(MetricRole.Sink, () => client.Current?.Snapshot is { } snapshot ? (snapshot.PresentChunks, snapshot.TotalChunks) : (0, 0));

@@ -38,13 +38,14 @@ internal static class SourceCommand
         var json = CommonOptions.Json();
         var logLevel = CommonOptions.LogLevel();
         var metrics = MetricsOption.Create();
+        var multicast = new MulticastSendOptions();
 
         var command = new Command("source", "Offer image files as a snapshot to sinks and relays: chunk, hash, drop zeros, dedup, compress, stream; answer demand requests first.")
         {
             images, qmpSocket, workDir, listen, portFile, chunkSize, batchChunks, level, sessions, maxSessions, snapshotId, notSentLowat, parallelism, json, logLevel, inventoryTimeout,
             metrics,
         };
-        foreach (var option in timeouts.All.Concat(security.All))
+        foreach (var option in timeouts.All.Concat(security.All).Concat(multicast.All))
         {
             command.Options.Add(option);
         }
@@ -84,6 +85,9 @@ internal static class SourceCommand
             ISnapshotInput input = live is null ? files! : live.Input;
             await using var server = new SourceServer(input, options, transport, logger);
             var bound = server.Listen(HostServices.ParseEndPoint(result.GetValue(listen)!));
+            await using var fanout = multicast.Resolve(result) is { } multicastOptions
+                ? MulticastFanout.Attach(server.Downstream, server.Stream, multicastOptions, logger)
+                : null;
             if (result.GetValue(portFile) is { } path)
             {
                 await File.WriteAllTextAsync(path + ".tmp", bound.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), ct);

@@ -23,9 +23,11 @@ internal sealed class PrometheusExporter : IDisposable
     private readonly IMetricFactory _factory;
     private readonly MeterListener _listener = new();
     private readonly MetricServer _server;
+    private readonly string? _finalFile;
 
-    private PrometheusExporter(IPEndPoint endPoint)
+    private PrometheusExporter(IPEndPoint endPoint, string? finalFile)
     {
+        _finalFile = finalFile;
         _factory = Prometheus.Metrics.WithCustomRegistry(_registry);
         DotNetStats.Register(_registry);
         _server = new MetricServer(HostName(endPoint), endPoint.Port, "metrics/", _registry);
@@ -46,9 +48,9 @@ internal sealed class PrometheusExporter : IDisposable
     public Uri Url { get; private set; } = null!;
 
     /// <summary>Listens on <paramref name="endPoint"/> and starts serving; throws <see cref="IOException"/> with one clear line when the address cannot be bound.</summary>
-    public static PrometheusExporter Start(IPEndPoint endPoint)
+    public static PrometheusExporter Start(IPEndPoint endPoint, string? finalFile = null)
     {
-        var exporter = new PrometheusExporter(endPoint);
+        var exporter = new PrometheusExporter(endPoint, finalFile);
         try
         {
             exporter._server.Start();
@@ -73,8 +75,36 @@ internal sealed class PrometheusExporter : IDisposable
 
     public void Dispose()
     {
+        if (_finalFile is not null)
+        {
+            WriteFinal(_finalFile);
+        }
         _listener.Dispose();
         _server.Dispose();
+    }
+
+    /// <summary>The last values, as a scrape would read them; best effort (the command's own outcome is what matters).</summary>
+    private void WriteFinal(string path)
+    {
+        try
+        {
+            var temp = path + ".tmp";
+            var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                // Counters name peers: kept to the owner like the node's other files.
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+            using (var file = new FileStream(temp, options))
+            {
+                _registry.CollectAndExportAsTextAsync(file).GetAwaiter().GetResult();
+            }
+            File.Move(temp, path, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"streamclone: --metrics-file {path}: {ex.Message}");
+        }
     }
 
     /// <summary>The Prometheus name of an instrument: its name in Prometheus' charset, the unit's suffix, and _total for counters.</summary>

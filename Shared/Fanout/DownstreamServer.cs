@@ -66,6 +66,12 @@ public sealed class DownstreamServer : IAsyncDisposable
     public ControlFrameHandler? ControlFrames { get; set; }
 
     /// <summary>
+    /// Multicast admission (MulticastFanout): called before a session's first batch when its child asked for
+    /// multicast; returns the join to send (its first sequence is where the TCP lane stops), or null to stay on TCP.
+    /// </summary>
+    public Func<DownstreamSession, MulticastJoinMessage?>? MulticastJoiner { get; set; }
+
+    /// <summary>
     /// Raised when a session that took its child's inventory and began streaming ends, successfully
     /// or not (see <see cref="DownstreamSessionStats.Completed"/>). Connections refused before that
     /// (a bad or silent handshake, too many sessions) are logged, not reported here.

@@ -69,6 +69,7 @@ public sealed partial class DownstreamSession
         try
         {
             control = ReceiveControlAsync(bulk, ct);
+            await JoinMulticastAsync(bulk, ct);
             send = SendBatchesAsync(bulk, stream, ct);
             // Whichever fails first stops the other: a dead or misbehaving child ends sending, a failed stream the session.
             var first = await Task.WhenAny(send, control);
@@ -78,12 +79,7 @@ public sealed partial class DownstreamSession
             }
             await send;
 
-            var completion = stream.Completion!;
-            // Set before the frame goes: the child's acknowledgement can arrive before SendAsync returns.
-            Volatile.Write(ref _completionSent, 1);
-            await bulk.SendAsync(FrameType.SnapshotComplete,
-                new SnapshotCompleteMessage { RootHashes = completion.RootHashes, ChunksSent = Stats.Chunks },
-                ReadOnlyMemory<byte>.Empty, ct);
+            await SendCompletionAsync(bulk, stream, ct);
             var stored = await WaitForStoredAsync(bulk, ct);
             if (stored.SnapshotId != stream.Offer.SnapshotId)
             {
@@ -174,7 +170,16 @@ public sealed partial class DownstreamSession
         {
             while (true)
             {
-                var sequence = NextSequence;
+                var (sequence, end) = TcpPosition();
+                if (sequence >= end)
+                {
+                    // Multicast carries the rest for now.
+                    if (await WaitWhileMulticastAsync(bulk, stream, ct))
+                    {
+                        continue;
+                    }
+                    break;
+                }
                 if (await stream.ReadAsync(sequence, ct) is not { } next)
                 {
                     break;
@@ -185,7 +190,7 @@ public sealed partial class DownstreamSession
                     frames.Add(ForChild(next, objects, held));
                     sequence++;
                 }
-                while (frames.Count < MaxBatchesPerWrite && sequence <= stream.Count && (next = await stream.ReadAsync(sequence, ct)) is not null);
+                while (frames.Count < MaxBatchesPerWrite && sequence < end && sequence <= stream.Count && (next = await stream.ReadAsync(sequence, ct)) is not null);
                 await bulk.SendManyAsync(FrameType.ChunkBatch, frames, ct);
                 Interlocked.Exchange(ref _nextSequence, sequence);
                 frames.Clear();
@@ -290,6 +295,10 @@ public sealed partial class DownstreamSession
             {
                 payload.Slice(i * ChunkHash.Size, ChunkHash.Size).CopyTo(one);
                 inventory.Add(ChunkHash.Read(one));
+            }
+            if (message.Last)
+            {
+                WantsMulticast = message.WantsMulticast;
             }
             return ValueTask.FromResult(!message.Last);
         }, ct);

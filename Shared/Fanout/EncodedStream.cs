@@ -229,6 +229,9 @@ public sealed class EncodedStream : IDisposable
         }
     }
 
+    /// <summary>Waits until batch <paramref name="sequence"/> exists (true) or the stream completed without it (false), reading nothing.</summary>
+    public ValueTask<bool> WaitForBatchAsync(long sequence, CancellationToken ct) => WaitForAsync(sequence, ct);
+
     /// <summary>True when batch <paramref name="sequence"/> exists; false when the stream completed without it.</summary>
     private async ValueTask<bool> WaitForAsync(long sequence, CancellationToken ct)
     {

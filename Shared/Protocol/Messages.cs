@@ -108,6 +108,11 @@ public sealed class InventoryMessage
     [Key(0)] public int Count { get; set; }
     /// <summary>True on the last inventory frame; the source starts the bulk stream after it.</summary>
     [Key(1)] public bool Last { get; set; }
+    /// <summary>
+    /// On the last frame: the child would take the bulk stream by multicast (it has an interface on the sender's
+    /// segment). A sender that multicasts answers with MulticastJoin before the first batch; one that does not ignores it.
+    /// </summary>
+    [Key(2)] public bool WantsMulticast { get; set; }
 }
 
 /// <summary>How one chunk of a batch travels.</summary>
@@ -182,6 +187,12 @@ public sealed class SnapshotCompleteMessage : IMessagePackSerializationCallbackR
     /// <summary>Per object (by position in the offer), BLAKE3 over its chunk-hash list (see <see cref="ManifestObject.ComputeRootHash"/>).</summary>
     [Key(0)] public List<byte[]> RootHashes { get; set; } = [];
     [Key(1)] public long ChunksSent { get; set; }
+    /// <summary>
+    /// Sequence of the stream's last bulk batch (0: not told, the TCP lane brought every batch before this frame). A
+    /// multicast receiver may get this frame before the group brought the last batches: it applies the completion only
+    /// once every batch up to here is in.
+    /// </summary>
+    [Key(2)] public long LastSequence { get; set; }
 
     void IMessagePackSerializationCallbackReceiver.OnBeforeSerialize()
     {

@@ -93,6 +93,10 @@ public sealed partial class FrameConnection
     /// Waits (bounded) until the socket loop has handed every written byte to the kernel: a flush
     /// only moves bytes into the pipe, and aborting right after it would drop a final Error frame.
     /// </summary>
+    /// <summary>How long a normal close waits for frames still in the pipe to reach the socket: a peer that reads takes a few
+    /// frames in well under this; one that does not cannot hold a closing connection longer.</summary>
+    private static readonly TimeSpan GracefulDrainTimeout = TimeSpan.FromSeconds(1);
+
     private async Task DrainAsync(TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;

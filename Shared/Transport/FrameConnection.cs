@@ -136,6 +136,14 @@ public sealed partial class FrameConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // A send returns once its frame is in the pipe, not on the wire, and Abort drops what the pipe still holds. A
+        // connection closed normally after its last frame (a sink's SnapshotStored, then dispose) lets that frame reach the
+        // socket first, bounded: without this the source saw "peer closed after frame #2" instead of the acknowledgement
+        // (EncodeOnceTests' late joiner, 1 run in ~12). A connection that already failed or was aborted is cut at once.
+        if (CloseReason is null || CloseReason.Kind == CloseKind.Completed)
+        {
+            await DrainAsync(GracefulDrainTimeout);
+        }
         Abort(CloseReason.LocalShutdown("closed locally"));
         await _sendLock.WaitAsync();
         try

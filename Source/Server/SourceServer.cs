@@ -79,6 +79,9 @@ public sealed class SourceServer : IAsyncDisposable
     /// <summary>The snapshot's encoded stream, which every session reads.</summary>
     public EncodedStream Stream => _stream;
 
+    /// <summary>The server the sessions run in (a multicast fan-out attaches to it).</summary>
+    public DownstreamServer Downstream => _downstream;
+
     /// <summary>Batches the graph classified and encoded: each batch of the snapshot once, however many sessions read it.</summary>
     public long BatchesEncoded => Volatile.Read(ref _pipeline)?.BatchesEncoded ?? 0;
 

@@ -16,4 +16,13 @@ internal static partial class UpstreamLog
 
     [LoggerMessage(3104, LogLevel.Warning, "Chunk {Hash} listed as known could not be placed at object {ObjectId} chunk {Index}; fetching it again")]
     public static partial void KnownChunkRefetch(ILogger logger, string hash, int objectId, long index);
+
+    [LoggerMessage(3105, LogLevel.Information, "Sink session {SessionId}: multicast {Group}:{Port} joined on {Interface}, batches from {FirstSequence} on")]
+    public static partial void MulticastJoined(ILogger logger, string sessionId, string group, int port, string @interface, long firstSequence);
+
+    [LoggerMessage(3106, LogLevel.Warning, "Sink session {SessionId}: multicast ended, TCP from batch {Resume}: {Detail}")]
+    public static partial void MulticastLeft(ILogger logger, string sessionId, long resume, string detail);
+
+    [LoggerMessage(3107, LogLevel.Information, "Sink session {SessionId}: multicast ended: {Accepted} datagrams accepted, {Lost} lost (NACKed), dropped: {Dropped}")]
+    public static partial void MulticastSummary(ILogger logger, string sessionId, long accepted, long lost, string dropped);
 }

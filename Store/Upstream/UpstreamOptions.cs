@@ -47,4 +47,11 @@ public sealed record UpstreamOptions
 
     /// <summary>Mutual TLS for both lanes (this node's certificate and its rule for the source's); null = plain TCP, logged as insecure.</summary>
     public TlsSettings? Tls { get; init; }
+
+    /// <summary>
+    /// The interface (by name) on the upstream's multicast segment: the session asks for the bulk stream by multicast
+    /// and takes it there if the upstream multicasts (the TCP lane stays for control and what multicast cannot bring).
+    /// Null: TCP only.
+    /// </summary>
+    public string? MulticastInterface { get; init; }
 }

@@ -52,8 +52,28 @@ public sealed partial class UpstreamSession
         verify.LinkTo(store, new DataflowLinkOptions { PropagateCompletion = true });
 
         var observer = _options.Observer;
+        // Cancelled when a completion held behind missing batches was applied: the lane has nothing more to bring then.
+        using var receiveDone = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var assembler = new SequenceAssembler(_options.ReorderWindowBytes, async (batch, token) =>
         {
+            if (batch.Completion is { } held)
+            {
+                // A completion that waited in order behind the stream's last batch (multicast brought the tail).
+                if (observer is not null)
+                {
+                    await observer.CompletedAsync(held, token);
+                }
+                await PostAsync(verify, batch, token);
+                try
+                {
+                    await receiveDone.CancelAsync();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The session already ended (it failed meanwhile): nothing left to stop.
+                }
+                return;
+            }
             if (observer is not null)
             {
                 try
@@ -90,12 +110,19 @@ public sealed partial class UpstreamSession
                         return true;
                     case FrameType.SnapshotComplete:
                         var completion = frame.DecodeHeader<SnapshotCompleteMessage>();
+                        if (_externalFeed && completion.LastSequence != 0)
+                        {
+                            return await OfferCompletionAsync(assembler, completion, ct);
+                        }
                         if (observer is not null)
                         {
                             await observer.CompletedAsync(completion, ct);
                         }
                         await PostAsync(verify, new ReceivedBatch { Header = new ChunkBatchMessage(), Payload = null, Completion = completion }, ct);
                         return false;
+                    case FrameType.MulticastJoin or FrameType.MulticastLeave when WantsMulticast:
+                        await OnMulticastFrameAsync(frame, ct);
+                        return true;
                     default:
                         if (BulkControlHandler is { } handler)
                         {
@@ -105,7 +132,9 @@ public sealed partial class UpstreamSession
                         ThrowHelper.ThrowProtocol(ProtocolError.UnexpectedFrame, $"bulk lane: unexpected {frame.Type}");
                         return false;
                 }
-            }, ct);
+            }, _externalFeed ? Timeout.InfiniteTimeSpan : _bulk.ReceiveIdleTimeout, receiveDone.Token);
+            // The lane ends quietly when a held completion was applied (receiveDone); any other cancellation is a failure.
+            receive = IgnoreCancelWhenDone(receive, receiveDone.Token, ct);
             // A failing store/verify stage must stop the receive loop too, not leave it blocked on a full queue.
             var first = await Task.WhenAny(receive, store.Completion);
             if (first == store.Completion && store.Completion.IsFaulted)
@@ -119,6 +148,7 @@ public sealed partial class UpstreamSession
             {
                 return ThrowHelper.ThrowProtocol<SnapshotManifest>(ProtocolError.IncompleteSnapshot, "the bulk stream ended without completing the snapshot");
             }
+            await StopMulticastAsync();
             await _bulk.SendAsync(FrameType.SnapshotStored,
                 new SnapshotStoredMessage { SnapshotId = Snapshot.SnapshotId, ChunksReceived = Stats.Chunks },
                 ReadOnlyMemory<byte>.Empty, ct);
@@ -174,6 +204,35 @@ public sealed partial class UpstreamSession
             }
         }
         return verifyCompletion.IsFaulted && verifyCompletion.Exception is { } fault ? FailureReport.FirstCause(fault) : ex;
+    }
+
+    /// <summary>
+    /// A completion naming the stream's last batch, beside an external feed: it goes into the assembler right behind
+    /// that batch, so it is applied only once every batch is in (multicast may still be bringing the tail). Returns
+    /// whether the lane must keep receiving (the completion is held; a leave or repairs may still come over it).
+    /// </summary>
+    private async Task<bool> OfferCompletionAsync(SequenceAssembler assembler, SnapshotCompleteMessage completion, CancellationToken ct)
+    {
+        // Every batch carries at least one chunk, so the stream has at most as many batches as the snapshot has chunks.
+        if (completion.LastSequence < 0 || completion.LastSequence > Snapshot.TotalChunks || completion.LastSequence + 1 < assembler.NextSequence)
+        {
+            ThrowHelper.ThrowProtocol(ProtocolError.MalformedHeader,
+                $"bulk lane: completion names batch {completion.LastSequence} as the last, but batch {assembler.NextSequence - 1} already arrived");
+        }
+        var outcome = await assembler.OfferAsync(completion.LastSequence + 1,
+            new ReceivedBatch { Header = new ChunkBatchMessage(), Payload = null, Completion = completion }, ct);
+        return outcome != SequenceOutcome.Emitted;
+    }
+
+    private static async Task IgnoreCancelWhenDone(Task receive, CancellationToken done, CancellationToken session)
+    {
+        try
+        {
+            await receive;
+        }
+        catch (OperationCanceledException) when (done.IsCancellationRequested && !session.IsCancellationRequested)
+        {
+        }
     }
 
     /// <summary>

@@ -24,18 +24,26 @@ public sealed partial class UpstreamSession : IAsyncDisposable
     private readonly CancellationTokenSource _stop;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
-    private UpstreamSession(ChunkStore store, UpstreamOptions options, ILogger logger, FrameConnection bulk, SnapshotAssembly snapshot, SnapshotOfferMessage offer, string sessionId, PeerIdentity source, CancellationToken ct)
+    private readonly SnapshotLease _lease;
+
+    private UpstreamSession(ChunkStore store, UpstreamOptions options, ILogger logger, FrameConnection bulk, SnapshotLease lease, SnapshotOfferMessage offer, string sessionId, PeerIdentity source, CancellationToken ct)
     {
         Source = source;
         _store = store;
         _options = options;
         _logger = logger;
         _bulk = bulk;
-        Snapshot = snapshot;
+        _lease = lease;
+        Snapshot = lease.Snapshot;
         Offer = offer;
         SessionId = sessionId;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Snapshot.ChunkPresent += OnChunkPresent;
+        if (options.MulticastInterface is not null)
+        {
+            // Batches may come from the group as well as the lane, in any order.
+            EnableExternalFeed();
+        }
     }
 
     public string SessionId { get; }
@@ -78,6 +86,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
         var sessionId = Guid.NewGuid().ToString("N");
         var bulk = await connect(Lane.Bulk, ct);
         var sessionOwnsBulk = false;
+        SnapshotLease? lease = null;
         try
         {
             var hello = await SessionHandshake.ClientAsync(bulk, options.Role, Lane.Bulk, sessionId, options.PeerName, options.Tls, ct);
@@ -92,17 +101,20 @@ public sealed partial class UpstreamSession : IAsyncDisposable
                 ThrowHelper.ThrowProtocol(ProtocolError.OfferRefused, $"offered snapshot {offer.SnapshotId}, this node is pulling {required}");
             }
             options.Observer?.OfferReceived(offer);
-            var snapshot = store.OpenSnapshot(offer, upstream);
+            // A lease, released when the session ends: in a bounded store (a relay's cache) the snapshot is not evicted
+            // while it is pulled, and becomes evictable after; an unbounded store (a sink's) evicts nothing either way.
+            lease = store.OpenSnapshotLease(offer, upstream);
+            var snapshot = lease.Snapshot;
             var inventory = store.GetInventory(upstream);
             // A source accepts at most one hash per offered chunk (more could not help); a store holding
             // other snapshots may list more, and the hashes past that only lose some dedup. OfferRules
             // bounded every object's chunk count, so the sum cannot overflow.
             var offered = offer.Objects.Sum(o => ChunkMath.ChunkCount(o.Size, o.ChunkSize));
-            await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), ct);
+            await SendInventoryAsync(bulk, inventory, (int)Math.Min(inventory.Count, offered), options.MulticastInterface is not null, ct);
             UpstreamLog.SessionStarted(logger, sessionId, hello.Peer.ToString(), offer.SnapshotId, offer.Objects.Count, offer.Objects.Sum(o => o.Size),
                 snapshot.PresentChunks, snapshot.TotalChunks, inventory.Count);
 
-            var session = new UpstreamSession(store, options, logger, bulk, snapshot, offer, sessionId, hello.Peer, ct);
+            var session = new UpstreamSession(store, options, logger, bulk, lease, offer, sessionId, hello.Peer, ct);
             try
             {
                 var demand = await connect(Lane.Demand, ct);
@@ -132,6 +144,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
             // One policy for every failure before the session runs: a refused offer or a broken Hello is told to the source.
             await SessionFailure.CloseAsync(bulk, ex, StoreFault);
             await bulk.DisposeAsync();
+            lease?.Dispose();
             throw;
         }
     }
@@ -140,7 +153,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
     private static CloseReason StoreFault(Exception ex) =>
         CloseReason.Fault(ProtocolError.StoreFailure, $"the sink cannot store the snapshot: {ex.Message}");
 
-    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, int total, CancellationToken ct)
+    private static async Task SendInventoryAsync(FrameConnection bulk, IReadOnlyList<ChunkHash> inventory, int total, bool wantsMulticast, CancellationToken ct)
     {
         const int perFrame = WireLimits.MaxInventoryHashesPerFrame;
         var buffer = new byte[Math.Min(perFrame, Math.Max(1, total)) * ChunkHash.Size];
@@ -153,7 +166,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
                 inventory[sent + i].Write(buffer.AsSpan(i * ChunkHash.Size));
             }
             sent += count;
-            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == total },
+            await bulk.SendAsync(FrameType.Inventory, new InventoryMessage { Count = count, Last = sent == total, WantsMulticast = wantsMulticast && sent == total },
                 buffer.AsMemory(0, count * ChunkHash.Size), ct);
         }
         while (sent < total);
@@ -166,6 +179,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
     {
         Snapshot.ChunkPresent -= OnChunkPresent;
         await _stop.CancelAsync();
+        await StopMulticastAsync();
         FailPendingReads(new ObjectDisposedException(nameof(UpstreamSession), "the sink session was closed"));
         if (_demand is not null)
         {
@@ -183,6 +197,7 @@ public sealed partial class UpstreamSession : IAsyncDisposable
         {
             // Already reported by the failing path; shutdown never throws.
         }
+        _lease.Dispose();
         _stop.Dispose();
     }
 }

@@ -3,14 +3,12 @@ using System.Net;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
-using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
-using StreamClone.Store.Upstream;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
-using StreamClone.Source.Server;
 using StreamClone.Store;
+using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
 
 namespace StreamClone.Tests.Integration.Fanout;
@@ -26,75 +24,6 @@ public class EncodeOnceTests
     private const int ChunkSize = 4096;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    /// <summary>A running in-process source and the sessions that ended.</summary>
-    private sealed class Served : IAsyncDisposable
-    {
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _serving;
-        private readonly List<DownstreamSessionStats> _ended = [];
-        private readonly List<(int Count, TaskCompletionSource Reached)> _waiters = [];
-
-        public Served(ISnapshotInput input, TransportOptions transport)
-        {
-            Server = new SourceServer(input, new SourceOptions(), transport, NullLogger.Instance);
-            Server.SessionEnded += OnEnded;
-            EndPoint = Server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
-            _serving = Server.RunAsync(_stop.Token);
-        }
-
-        public SourceServer Server { get; }
-
-        public IPEndPoint EndPoint { get; }
-
-        public IReadOnlyList<DownstreamSessionStats> Ended
-        {
-            get
-            {
-                lock (_ended)
-                {
-                    return [.. _ended];
-                }
-            }
-        }
-
-        public Task EndedAsync(int count)
-        {
-            lock (_ended)
-            {
-                var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                if (_ended.Count >= count)
-                {
-                    reached.SetResult();
-                }
-                else
-                {
-                    _waiters.Add((count, reached));
-                }
-                return reached.Task.WaitAsync(Guard, Ct);
-            }
-        }
-
-        private void OnEnded(DownstreamSessionStats stats)
-        {
-            lock (_ended)
-            {
-                _ended.Add(stats);
-                foreach (var (count, reached) in _waiters.Where(w => w.Count <= _ended.Count))
-                {
-                    reached.TrySetResult();
-                }
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            await _serving;
-            await Server.DisposeAsync();
-            _stop.Dispose();
-        }
-    }
 
     /// <summary>Random pages with every 4th zero and every 5th a copy of page 0: data, zero and dedup entries alike.</summary>
     private static async Task<string> MixedImageAsync(TempDir dir, int pages)
@@ -132,7 +61,7 @@ public class EncodeOnceTests
         const int Pages = 2048;
         var image = await MixedImageAsync(dir, Pages);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], ChunkSize, "encode-once");
-        await using var source = new Served(input, TransportOptions.Default);
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default);
 
         await Task.WhenAll(Enumerable.Range(0, 3).Select(i => PullAndCompareAsync(source.EndPoint, dir, image, $"store-{i}")));
         await source.EndedAsync(3);
@@ -152,7 +81,7 @@ public class EncodeOnceTests
         const int Pages = 1024;
         var image = await MixedImageAsync(dir, Pages);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], ChunkSize, "late-joiner");
-        await using var source = new Served(input, TransportOptions.Default);
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default);
 
         await PullAndCompareAsync(source.EndPoint, dir, image, "early");
         await source.EndedAsync(1);
@@ -175,7 +104,7 @@ public class EncodeOnceTests
         await File.WriteAllBytesAsync(path, RandomNumberGenerator.GetBytes(16 << 20), Ct);
         await using var input = ImageFileInput.Open([(path, ObjectKind.Memory)], ChunkSize, "stalled-child");
         var stall = TimeSpan.FromSeconds(15);
-        await using var source = new Served(input, TransportOptions.Default with { WriteStallTimeout = stall });
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default with { WriteStallTimeout = stall });
 
         using var stalled = await RawFramePeer.ConnectAsync(source.EndPoint, Ct, receiveBuffer: 4096);
         await stalled.SendHelloAsync("stalled", ct: Ct);
@@ -201,7 +130,7 @@ public class EncodeOnceTests
         var image = RandomNumberGenerator.GetBytes(128 * ChunkSize);
         await File.WriteAllBytesAsync(path, image, Ct);
         await using var input = ImageFileInput.Open([(path, ObjectKind.Memory)], ChunkSize, "filtered");
-        await using var source = new Served(input, TransportOptions.Default);
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default);
 
         using var peer = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
         await peer.SendHelloAsync("holds-first-batch", ct: Ct);
@@ -239,7 +168,7 @@ public class EncodeOnceTests
         using var dir = new TempDir();
         var image = await MixedImageAsync(dir, 512);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], ChunkSize, "control-frames");
-        await using var source = new Served(input, TransportOptions.Default);
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default);
 
         using var peer = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
         await peer.SendHelloAsync("chatty", ct: Ct);

@@ -3,12 +3,10 @@ using System.Net;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
 using StreamClone.Shared;
-using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Source;
 using StreamClone.Source.Inputs;
-using StreamClone.Source.Server;
 using StreamClone.Store;
 using StreamClone.Store.Upstream;
 using StreamClone.Tests.Integration.Infrastructure;
@@ -26,75 +24,6 @@ public class SourceLimitTests
     private static readonly TimeSpan Guard = TimeSpan.FromMinutes(2);
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    /// <summary>A running in-process source and what it reported.</summary>
-    private sealed class Served : IAsyncDisposable
-    {
-        private readonly SourceServer _server;
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _serving;
-        private readonly List<DownstreamSessionStats> _ended = [];
-        private readonly List<(int Count, TaskCompletionSource Reached)> _waiters = [];
-
-        public Served(ISnapshotInput input, SourceOptions options, TransportOptions transport)
-        {
-            _server = new SourceServer(input, options, transport, NullLogger.Instance);
-            _server.SessionEnded += OnEnded;
-            EndPoint = _server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
-            _serving = _server.RunAsync(_stop.Token);
-        }
-
-        public IPEndPoint EndPoint { get; }
-
-        public IReadOnlyList<DownstreamSessionStats> Ended
-        {
-            get
-            {
-                lock (_ended)
-                {
-                    return [.. _ended];
-                }
-            }
-        }
-
-        /// <summary>Completes once <paramref name="count"/> sessions have ended.</summary>
-        public Task EndedAsync(int count)
-        {
-            lock (_ended)
-            {
-                var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                if (_ended.Count >= count)
-                {
-                    reached.SetResult();
-                }
-                else
-                {
-                    _waiters.Add((count, reached));
-                }
-                return reached.Task.WaitAsync(Guard, Ct);
-            }
-        }
-
-        private void OnEnded(DownstreamSessionStats stats)
-        {
-            lock (_ended)
-            {
-                _ended.Add(stats);
-                foreach (var (count, reached) in _waiters.Where(w => w.Count <= _ended.Count))
-                {
-                    reached.TrySetResult();
-                }
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            await _serving;
-            await _server.DisposeAsync();
-            _stop.Dispose();
-        }
-    }
 
     private static async Task<string> RandomImageAsync(TempDir dir, long size)
     {
@@ -128,7 +57,7 @@ public class SourceLimitTests
         using var dir = new TempDir();
         var image = await TestImages.MemoryAsync(dir, "mem.img", 8 << 20, seed: 11);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "inventory-flood");
-        await using var source = new Served(input, new SourceOptions(), TransportOptions.Default);
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default);
 
         // The offer has 2048 chunks; one frame of 65,536 hashes (the flood, 100 of them) is past it.
         using var flood = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
@@ -158,7 +87,7 @@ public class SourceLimitTests
         using var dir = new TempDir();
         var image = await TestImages.MemoryAsync(dir, "mem.img", 8 << 20, seed: 12);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "inventory-cap");
-        await using var source = new Served(input, new SourceOptions { MaxInventoryHashes = 1000 }, TransportOptions.Default);
+        await using var source = new InProcessSource(input, new SourceOptions { MaxInventoryHashes = 1000 }, TransportOptions.Default);
 
         // 2000 hashes: within the offer's 2048 chunks, so legal, but twice what the source keeps.
         using var peer = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
@@ -181,7 +110,7 @@ public class SourceLimitTests
         using var dir = new TempDir();
         var image = await TestImages.MemoryAsync(dir, "mem.img", 8 << 20, seed: 13);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "inventory-trickle");
-        await using var source = new Served(input, new SourceOptions(), TransportOptions.Default with { InventoryTimeout = TimeSpan.FromSeconds(2) });
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default with { InventoryTimeout = TimeSpan.FromSeconds(2) });
 
         using var peer = await RawFramePeer.ConnectAsync(source.EndPoint, Ct);
         await OpenBulkAsync(peer, "trickle");
@@ -206,7 +135,7 @@ public class SourceLimitTests
         var image = await TestImages.MemoryAsync(dir, "mem.img", 8 << 20, seed: 14);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "silent-hellos");
         var transport = TransportOptions.Default with { HandshakeTimeout = TimeSpan.FromSeconds(3), InventoryTimeout = TimeSpan.FromSeconds(3) };
-        await using var source = new Served(input, new SourceOptions(), transport);
+        await using var source = new InProcessSource(input, new SourceOptions(), transport);
 
         // Each says Hello on a bulk lane, then nothing: no inventory, ever.
         var silent = new List<RawFramePeer>();
@@ -245,7 +174,7 @@ public class SourceLimitTests
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "pending-cap");
         // Timeouts far beyond the test: whatever closes here was evicted.
         var transport = TransportOptions.Default with { HandshakeTimeout = TimeSpan.FromMinutes(10), InventoryTimeout = TimeSpan.FromMinutes(10) };
-        await using var source = new Served(input, new SourceOptions { MaxPendingConnections = 16 }, transport);
+        await using var source = new InProcessSource(input, new SourceOptions { MaxPendingConnections = 16 }, transport);
 
         var silent = new List<RawFramePeer>();
         try
@@ -279,7 +208,7 @@ public class SourceLimitTests
         using var dir = new TempDir();
         var image = await RandomImageAsync(dir, 24 << 20);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "stalled-sinks");
-        await using var source = new Served(input, new SourceOptions(), TransportOptions.Default with { WriteStallTimeout = TimeSpan.FromSeconds(2) });
+        await using var source = new InProcessSource(input, new SourceOptions(), TransportOptions.Default with { WriteStallTimeout = TimeSpan.FromSeconds(2) });
 
         var stalled = new List<RawFramePeer>();
         try
@@ -315,7 +244,7 @@ public class SourceLimitTests
         using var dir = new TempDir();
         var image = await RandomImageAsync(dir, 24 << 20);
         await using var input = ImageFileInput.Open([(image, ObjectKind.Memory)], 4096, "max-sessions");
-        await using var source = new Served(input, new SourceOptions { MaxSessions = 1 }, TransportOptions.Default);
+        await using var source = new InProcessSource(input, new SourceOptions { MaxSessions = 1 }, TransportOptions.Default);
 
         // The one slot: a session that streams (its first batch arrived) and then stops reading.
         using (var first = await RawFramePeer.ConnectAsync(source.EndPoint, Ct, receiveBuffer: 4096))

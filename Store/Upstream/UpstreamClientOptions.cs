@@ -1,9 +1,7 @@
-using StreamClone.Store.Upstream;
+namespace StreamClone.Store.Upstream;
 
-namespace StreamClone.Sink;
-
-/// <summary>A sink's policy: how it pulls (<see cref="Upstream"/>) and how long it keeps trying other upstreams when one dies.</summary>
-public sealed record SinkOptions
+/// <summary>A pulling node's policy (sink or relay): how it pulls (<see cref="Upstream"/>) and how long it keeps trying other upstreams when one dies.</summary>
+public sealed record UpstreamClientOptions
 {
     public UpstreamOptions Upstream { get; init; } = new();
 

@@ -5,23 +5,21 @@ using StreamClone.Shared;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
 using StreamClone.Shared.Transport;
-using StreamClone.Store;
-using StreamClone.Store.Upstream;
 
-namespace StreamClone.Sink;
+namespace StreamClone.Store.Upstream;
 
 /// <summary>
-/// A sink pulling one snapshot through a chain that may lose nodes: an <see cref="UpstreamSession"/> with the first
+/// A sink (or relay) pulling one snapshot through a chain that may lose nodes: an <see cref="UpstreamSession"/> with the first
 /// candidate that answers, and when that upstream dies mid-stream a new session with the next candidate (the
 /// configured list, then the hints of the last offer's <see cref="SnapshotOfferMessage.Upstreams"/>), resuming from
-/// what the store holds. Bounded by <see cref="SinkOptions.ReattachTimeout"/> per outage; every attempt is one log
+/// what the store holds. Bounded by <see cref="UpstreamClientOptions.ReattachTimeout"/> per outage; every attempt is one log
 /// line. Readers (<see cref="ReadAsync"/>) wait through a reattach instead of failing.
 /// </summary>
-public sealed class SinkClient : IAsyncDisposable
+public sealed class UpstreamClient : IAsyncDisposable
 {
     private readonly IReadOnlyList<string> _configured;
     private readonly ChunkStore _store;
-    private readonly SinkOptions _options;
+    private readonly UpstreamClientOptions _options;
     private readonly TransportOptions _transport;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
@@ -34,7 +32,7 @@ public sealed class SinkClient : IAsyncDisposable
     private readonly HashSet<string> _badHints = new(StringComparer.Ordinal);
 
     /// <summary>A client over <paramref name="candidates"/>: upstreams in order of preference, each HOST:PORT (at least one).</summary>
-    public SinkClient(IReadOnlyList<string> candidates, ChunkStore store, SinkOptions options, TransportOptions transport, ILogger logger)
+    public UpstreamClient(IReadOnlyList<string> candidates, ChunkStore store, UpstreamClientOptions options, TransportOptions transport, ILogger logger)
     {
         ArgumentNullException.ThrowIfNull(candidates);
         if (candidates.Count == 0)
@@ -106,11 +104,11 @@ public sealed class SinkClient : IAsyncDisposable
                 await session.DisposeAsync();
                 if (IsLie(reason))
                 {
-                    SinkLog.UpstreamTainted(_logger, upstream, reason.ToString(), candidates, _options.ReattachTimeout.TotalSeconds);
+                    ReattachLog.UpstreamTainted(_logger, upstream, reason.ToString(), candidates, _options.ReattachTimeout.TotalSeconds);
                 }
                 else
                 {
-                    SinkLog.UpstreamGone(_logger, upstream, reason.ToString(), candidates, _options.ReattachTimeout.TotalSeconds);
+                    ReattachLog.UpstreamGone(_logger, upstream, reason.ToString(), candidates, _options.ReattachTimeout.TotalSeconds);
                 }
                 next = index + 1;
             }
@@ -132,7 +130,7 @@ public sealed class SinkClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// Tries the candidates in order from <paramref name="start"/> (wrapping, with <see cref="SinkOptions.ReattachBackoff"/>
+    /// Tries the candidates in order from <paramref name="start"/> (wrapping, with <see cref="UpstreamClientOptions.ReattachBackoff"/>
     /// after each full round) until one connects, or the deadline passes.
     /// </summary>
     private async Task<(UpstreamSession Session, string Upstream, int Index)> ConnectNextAsync(int start, string? snapshotId, List<string> hints, CancellationToken ct)
@@ -156,7 +154,7 @@ public sealed class SinkClient : IAsyncDisposable
                 attempt++;
                 if (snapshotId is not null || attempt > 1)
                 {
-                    SinkLog.Attempt(_logger, attempt, upstream);
+                    ReattachLog.Attempt(_logger, attempt, upstream);
                 }
                 try
                 {
@@ -164,7 +162,7 @@ public sealed class SinkClient : IAsyncDisposable
                     var session = await UpstreamSession.ConnectAsync(endPoint, _store, options, _transport, _logger, deadline.Token);
                     if (snapshotId is not null)
                     {
-                        SinkLog.Reattached(_logger, upstream, snapshotId, session.Snapshot.PresentChunks, session.Snapshot.TotalChunks);
+                        ReattachLog.Reattached(_logger, upstream, snapshotId, session.Snapshot.PresentChunks, session.Snapshot.TotalChunks);
                     }
                     return (session, upstream, index);
                 }
@@ -184,7 +182,7 @@ public sealed class SinkClient : IAsyncDisposable
                     {
                         _liars.Add(upstream);
                     }
-                    SinkLog.AttemptFailed(_logger, attempt, upstream, reason.Detail);
+                    ReattachLog.AttemptFailed(_logger, attempt, upstream, reason.Detail);
                     tried.Add($"{upstream} ({reason.Detail.TrimEnd('.')})");
                     if (deadline.IsCancellationRequested)
                     {
@@ -240,7 +238,7 @@ public sealed class SinkClient : IAsyncDisposable
             {
                 if (_badHints.Add(hint))
                 {
-                    SinkLog.BadHint(_logger, hint);
+                    ReattachLog.BadHint(_logger, hint);
                 }
                 continue;
             }
@@ -293,7 +291,21 @@ public sealed class SinkClient : IAsyncDisposable
     /// Reads snapshot bytes like <see cref="UpstreamSession.ReadAsync"/>; a read whose session dies waits for the next
     /// one (until the reattach deadline) and is asked again there, so a starting clone sees a slow read, not an error.
     /// </summary>
-    public async ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct = default)
+    public ValueTask<int> ReadAsync(int objectId, long offset, Memory<byte> destination, CancellationToken ct = default) =>
+        WithSessionAsync(session => session.ReadAsync(objectId, offset, destination, ct), ct);
+
+    /// <summary>
+    /// <see cref="UpstreamSession.EnsurePresentAsync"/> through reattaches (a relay answering a child's demand request):
+    /// concurrent requests for a chunk are merged in the session; a session dying under the wait is asked again.
+    /// </summary>
+    public async ValueTask EnsurePresentAsync(int objectId, long firstIndex, int count, CancellationToken ct = default) =>
+        await WithSessionAsync(async session =>
+        {
+            await session.EnsurePresentAsync(objectId, firstIndex, count, ct);
+            return 0;
+        }, ct);
+
+    private async ValueTask<T> WithSessionAsync<T>(Func<UpstreamSession, ValueTask<T>> call, CancellationToken ct)
     {
         while (true)
         {
@@ -305,7 +317,7 @@ public sealed class SinkClient : IAsyncDisposable
             var session = await pending.WaitAsync(ct);
             try
             {
-                return await session.ReadAsync(objectId, offset, destination, ct);
+                return await call(session);
             }
             catch (Exception ex) when (ex is IOException or ObjectDisposedException && !ct.IsCancellationRequested)
             {

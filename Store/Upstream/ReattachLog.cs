@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Logging;
 
-namespace StreamClone.Sink;
+namespace StreamClone.Store.Upstream;
 
-/// <summary>Reattach events of the sink: ids 3150-3199 (3100-3149 are the pulling session's), never reused.</summary>
-internal static partial class SinkLog
+/// <summary>Reattach events of a pulling node (sink or relay): ids 3150-3199 (3100-3149 are the pulling session's), never reused.</summary>
+internal static partial class ReattachLog
 {
     [LoggerMessage(3150, LogLevel.Warning, "Upstream {Upstream} is gone ({Reason}); reattaching to the next of {Candidates} candidates within {Seconds:F0} s")]
     public static partial void UpstreamGone(ILogger logger, string upstream, string reason, int candidates, double seconds);

@@ -1,1 +1,0 @@
-namespace StreamClone.Relay; internal static class Placeholder { }
