@@ -239,7 +239,8 @@ launch_node() {
       ip netns exec "$ns" "${bin[@]}" "${role[$h]}" "${args[@]}" >"$nd/stdout" 2>"$nd/stderr" </dev/null || rc=$?
     now_ns >"$nd/end"
     echo "$rc" >"$nd/rc.tmp" && mv "$nd/rc.tmp" "$nd/rc"
-  ) &
+    # Off the script's own output: `up` returns while nodes run, and its caller's pipe must not wait for them.
+  ) </dev/null >/dev/null 2>&1 &
 }
 
 ready_node() {
