@@ -57,9 +57,10 @@ internal static class FanoutBench
         if (s.Mode != FanoutMode.Unicast)
         {
             text.AppendLine(CultureInfo.InvariantCulture, $"host ra relay --upstream {{addr:src}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {security}");
-            // The send rate's ceiling at 95% of the link (bytes/s), as the baseline's uftp: above it tbf would drop for every receiver.
+            // The send rate's ceiling at 95% of the link (bytes/s), as the baseline's uftp: above it tbf would drop for every receiver;
+            // sending starts once every sink joined (as uftp's closed group), not to an empty group.
             var multicast = s.Mode == FanoutMode.Multicast
-                ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0 --max-rate {s.LinkMbit * 118_750L}"
+                ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0 --max-rate {s.LinkMbit * 118_750L} --multicast-receivers {s.Sinks}"
                 : "";
             text.AppendLine(CultureInfo.InvariantCulture, $"host rb relay --upstream {{addr:ra}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {multicast} {security}");
             upstream = "rb";

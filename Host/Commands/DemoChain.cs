@@ -51,7 +51,7 @@ internal static class DemoChain
         if (can.Relays)
         {
             text.AppendLine(CultureInfo.InvariantCulture, $"host ra relay --upstream {{addr:src}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {sec}");
-            var multicast = can.Multicast ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0" : "";
+            var multicast = can.Multicast ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0 --multicast-receivers 1" : "";
             text.AppendLine(CultureInfo.InvariantCulture, $"host rb relay --upstream {{addr:ra}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {multicast} {sec}");
             feeder = "rb";
         }

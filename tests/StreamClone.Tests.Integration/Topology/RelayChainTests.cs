@@ -120,7 +120,7 @@ public sealed class RelayChainTests
             "timeout 180",
             "host src source --image {input} --listen {addr}:7000 --sessions 1 --json",
             "host ra relay --upstream {addr:src}:7000 --listen {addr}:7000 --cache {dir}",
-            "host rb relay --upstream {addr:ra}:7000 --listen {addr}:7000 --cache {dir} --multicast 239.77.0.1:7100 --interface eth0 --max-rate 11M",
+            "host rb relay --upstream {addr:ra}:7000 --listen {addr}:7000 --cache {dir} --multicast 239.77.0.1:7100 --interface eth0 --max-rate 11M --multicast-receivers 2",
         };
         foreach (var sink in Sinks)
         {
