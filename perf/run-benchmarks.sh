@@ -28,4 +28,5 @@ run fanout-8-multicast-loss5 bench fanout --sinks 8 --mode multicast --loss 5 --
 run fanout-8-tree            bench fanout --sinks 8 --mode tree --json
 run fanout-8-unicast         bench fanout --sinks 8 --mode unicast --json
 run fanout-1-multicast       bench fanout --sinks 1 --mode multicast --json
+run fanout-8-multicast-fixed bench fanout --sinks 8 --mode multicast --fixed-rate --json
 "$root/perf/fuzz.sh" --seconds 60 --parallel 2 | tee "$out/fuzz-60.jsonl"

@@ -26,6 +26,9 @@ internal sealed record FanoutSettings(int Sinks, FanoutMode Mode, string Input, 
     /// <summary>--pki/--node/--insecure for every node.</summary>
     public IReadOnlyList<string> SecurityArguments { get; init; } = [];
 
+    /// <summary>Multicast at a fixed 95% of the link (floor = ceiling), as the baseline's uftp -C none; else the rate follows the receivers.</summary>
+    public bool FixedRate { get; init; }
+
     /// <summary>The multicast group relay B sends to (administratively scoped; the namespaces' bridge carries it, nothing else does).</summary>
     public const string MulticastGroup = "239.77.0.1:7100";
 }
@@ -61,6 +64,7 @@ internal static class FanoutBench
             // sending starts once every sink joined (as uftp's closed group), not to an empty group.
             var multicast = s.Mode == FanoutMode.Multicast
                 ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0 --max-rate {s.LinkMbit * 118_750L} --multicast-receivers {s.Sinks}"
+                    + (s.FixedRate ? $" --min-rate {s.LinkMbit * 118_750L}" : "")
                 : "";
             text.AppendLine(CultureInfo.InvariantCulture, $"host rb relay --upstream {{addr:ra}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {multicast} {security}");
             upstream = "rb";
@@ -133,6 +137,7 @@ internal static class FanoutBench
             ["sinks"] = s.Sinks,
             ["link_mbit"] = s.LinkMbit,
             ["loss_pct"] = s.LossPercent,
+            ["fixed_rate"] = s.Mode == FanoutMode.Multicast && s.FixedRate,
             ["input_bytes"] = new FileInfo(s.Input).Length,
             ["seconds"] = Math.Round(lastSinkEnd - sourceStart, 3),
             // Hosts start one after another (each once its metrics answer): the last sink starts this long after the source.

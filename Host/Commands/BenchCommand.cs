@@ -122,13 +122,14 @@ internal static class BenchCommand
         var linkMbit = new Option<int>("--link-mbit") { DefaultValueFactory = _ => 100, Description = "Every host's link rate in Mbit/s (tc tbf both ways): the network, not the two shared cores, is the bottleneck." };
         var probeReads = new Option<int>("--probe-reads") { DefaultValueFactory = _ => 200, Description = "Demand reads the first sink issues while the bulk stream runs (demand_p99_ms)." };
         var baseline = new Option<bool>("--baseline") { Description = "Also run zstd -1 -T2 + uftp (95% of the link) + zstd -d to the same receivers on the same links; report baseline_seconds and speed_vs_baseline." };
+        var fixedRate = new Option<bool>("--fixed-rate") { Description = "Multicast at a fixed 95% of the link (--min-rate = --max-rate), as the baseline's uftp -C none; default: the rate follows the receivers' feedback." };
         var timeout = new Option<int>("--timeout") { DefaultValueFactory = _ => 600, Description = "Seconds a run may take before it is stopped and fails." };
         var workDir = new Option<string?>("--work-dir") { Description = "Where run directories (stores, logs, topology files) go (default: a temp dir, deleted afterwards)." };
         var json = CommonOptions.Json();
         var security = CommonOptions.Security();
         var command = new Command("fanout", "Source → relay A → relay B → N sinks (or source → N sinks) in network namespaces on rate-limited links (perf/topology.sh); every copy checked byte for byte. Prints seconds, feeder egress, compressed bytes, NACKs, repairs, CPU use and demand p99.")
         {
-            sinks, mode, input, loss, linkMbit, probeReads, baseline, timeout, workDir, json,
+            sinks, mode, input, loss, linkMbit, probeReads, baseline, fixedRate, timeout, workDir, json,
         };
         AddSecurity(command, security);
         command.SetAction(async (r, ct) =>
@@ -157,7 +158,7 @@ internal static class BenchCommand
                     return 1;
                 }
                 var settings = new FanoutSettings(count, r.GetValue(mode), Path.GetFullPath(image), lossPct, mbit, r.GetValue(probeReads), TimeSpan.FromSeconds(r.GetValue(timeout)), work)
-                { SecurityArguments = ResolveForChildren(security, r) };
+                { SecurityArguments = ResolveForChildren(security, r), FixedRate = r.GetValue(fixedRate) };
                 Dictionary<string, object?> report;
                 try
                 {
