@@ -18,8 +18,9 @@
 #   host NAME ROLE OPTIONS...    a host (10.77.0.N, N = its line's order) running `<bin> ROLE OPTIONS...`
 # Placeholders in OPTIONS: {addr} / {addr:HOST} (host address), {dir} / {dir:HOST} (a per-host data path
 # under the run directory, not created), {run} (the run directory), {KEY} (from --set KEY=VALUE).
-# Hosts start in file order; each must be ready before the next starts: listening on the port of its `--listen
-# ADDR:PORT` if it has one, and answering on its metrics endpoint (or have ended).
+# Hosts start in file order; a host with `--listen ADDR:PORT` must be ready before the next starts: listening on that
+# port, and answering on its metrics endpoint (or have ended). Consecutive hosts without --listen (sinks) start
+# together, and are ready (metrics answering) before the next listening host starts and before `up` returns.
 # The run ends when every awaited host exited (all 0: success), when any node exits non-zero (failure), or at
 # the timeout (failure). Everything (processes, namespaces) is torn down on exit, INT and TERM, failed or not;
 # a stale run of the same name (owner gone, or left by `up`) is torn down first. Bytes in/out are the host's
@@ -207,7 +208,10 @@ EOF
 declare -A metrics_url=()
 now_ns() { date +%s%N; }
 
-start_node() {
+declare -A listen_of=()
+
+# Starts host $1's node in its namespace (in the background); ready_node waits until it can be used.
+launch_node() {
   local h=$1 ns nd word words=() args=() listen=""
   ns=$(ns_of "$h"); nd="$run_dir/$h"
   mkdir -p "$nd"
@@ -224,6 +228,7 @@ start_node() {
     [ "$prev" = --metrics ] && metrics_url[$h]="http://$word/metrics"
     prev=$word
   done
+  listen_of[$h]=$listen
   printf '%s\n' "${bin[*]} ${role[$h]} ${args[*]}" >"$nd/command"
   now_ns >"$nd/start"
   (
@@ -234,7 +239,13 @@ start_node() {
       ip netns exec "$ns" "${bin[@]}" "${role[$h]}" "${args[@]}" >"$nd/stdout" 2>"$nd/stderr" </dev/null || rc=$?
     now_ns >"$nd/end"
     echo "$rc" >"$nd/rc.tmp" && mv "$nd/rc.tmp" "$nd/rc"
-  ) &
+    # Off the script's own output: `up` returns while nodes run, and its caller's pipe must not wait for them.
+  ) </dev/null >/dev/null 2>&1 &
+}
+
+ready_node() {
+  local h=$1 ns nd listen=${listen_of[$1]}
+  ns=$(ns_of "$h"); nd="$run_dir/$h"
   if [ -n "$listen" ]; then
     local port=${listen##*:} deadline=$((SECONDS + 60))
     until [ -n "$(ip netns exec "$ns" ss -Hltn "sport = :$port" 2>/dev/null)" ]; do
@@ -251,6 +262,23 @@ start_node() {
       sleep 0.1
     done
   fi
+}
+
+# Hosts in file order. A host that listens (--listen) is ready before the next starts (later hosts connect to it);
+# a run of hosts that do not listen (sinks) starts together and is waited for together, so N sinks do not
+# start N process start-ups apart (what a fan-out's time to the last sink would otherwise measure).
+start_hosts() {
+  local h p together=()
+  for h in "${hosts[@]}"; do
+    if [[ " ${opts[$h]} " == *" --listen "* ]]; then
+      for p in "${together[@]}"; do ready_node "$p"; done
+      together=()
+      launch_node "$h"; ready_node "$h"
+    else
+      launch_node "$h"; together+=("$h")
+    fi
+  done
+  for p in "${together[@]}"; do ready_node "$p"; done
 }
 
 scrape() {
@@ -347,8 +375,7 @@ cmd_up() {
   trap 'exit 143' TERM
   keep=1
   build_network
-  local h
-  for h in "${hosts[@]}"; do start_node "$h"; done
+  start_hosts
   write_nodes
   trap - EXIT INT TERM
   echo "topology: run $run_id up, dir $run_dir (perf/topology.sh down $topo_name)"
@@ -363,7 +390,7 @@ cmd_run() {
   build_network
   local h t0 failed="" next_scrape=0 deadline
   t0=$(now_ns)
-  for h in "${hosts[@]}"; do start_node "$h"; done
+  start_hosts
   write_nodes
   deadline=$((SECONDS + topo_timeout))
   while :; do

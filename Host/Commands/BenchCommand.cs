@@ -5,6 +5,7 @@ using System.Text.Json;
 using Spectre.Console;
 using StreamClone.Host.Bench;
 using StreamClone.Perf;
+using StreamClone.Processes;
 
 namespace StreamClone.Host.Commands;
 
@@ -16,6 +17,7 @@ internal static class BenchCommand
         command.Subcommands.Add(CreatePipeline());
         command.Subcommands.Add(CreateSnapshot());
         command.Subcommands.Add(CreateChaos());
+        command.Subcommands.Add(CreateFanout());
         return command;
     }
 
@@ -109,6 +111,107 @@ internal static class BenchCommand
             }
         });
         return command;
+    }
+
+    private static Command CreateFanout()
+    {
+        var sinks = new Option<int>("--sinks") { DefaultValueFactory = _ => 8, Description = "Sinks fed (1–200)." };
+        var mode = new Option<FanoutMode>("--mode") { DefaultValueFactory = _ => FanoutMode.Multicast, Description = "multicast: the sinks receive relay B's multicast; tree: they are relay B's TCP children; unicast: the source feeds them itself." };
+        var input = new Option<string?>("--input") { Description = "Image to send (default: a 256 MiB memory-like image, generated once under ~/.cache/streamclone/bench)." };
+        var loss = new Option<int>("--loss") { DefaultValueFactory = _ => 0, Description = "Percent of the UDP arriving at one multicast receiver dropped (nftables), 0–99." };
+        var linkMbit = new Option<int>("--link-mbit") { DefaultValueFactory = _ => 100, Description = "Every host's link rate in Mbit/s (tc tbf both ways): the network, not the two shared cores, is the bottleneck." };
+        var probeReads = new Option<int>("--probe-reads") { DefaultValueFactory = _ => 200, Description = "Demand reads the first sink issues while the bulk stream runs (demand_p99_ms)." };
+        var baseline = new Option<bool>("--baseline") { Description = "Also run zstd -1 -T2 + uftp (95% of the link) + zstd -d to the same receivers on the same links; report baseline_seconds and speed_vs_baseline." };
+        var fixedRate = new Option<bool>("--fixed-rate") { Description = "Multicast at a fixed 95% of the link (--min-rate = --max-rate), as the baseline's uftp -C none; default: the rate follows the receivers' feedback." };
+        var timeout = new Option<int>("--timeout") { DefaultValueFactory = _ => 600, Description = "Seconds a run may take before it is stopped and fails." };
+        var workDir = new Option<string?>("--work-dir") { Description = "Where run directories (stores, logs, topology files) go (default: a temp dir, deleted afterwards)." };
+        var json = CommonOptions.Json();
+        var security = CommonOptions.Security();
+        var command = new Command("fanout", "Source → relay A → relay B → N sinks (or source → N sinks) in network namespaces on rate-limited links (perf/topology.sh); every copy checked byte for byte. Prints seconds, feeder egress, compressed bytes, NACKs, repairs, CPU use and demand p99.")
+        {
+            sinks, mode, input, loss, linkMbit, probeReads, baseline, fixedRate, timeout, workDir, json,
+        };
+        AddSecurity(command, security);
+        command.SetAction(async (r, ct) =>
+        {
+            var count = r.GetValue(sinks);
+            var lossPct = r.GetValue(loss);
+            var mbit = r.GetValue(linkMbit);
+            if (count is < 1 or > 200 || lossPct is < 0 or > 99 || mbit < 1)
+            {
+                Console.Error.WriteLine("bench fanout: --sinks 1–200, --loss 0–99, --link-mbit ≥ 1");
+                return 2;
+            }
+            if (Environment.UserName != "root")
+            {
+                Console.Error.WriteLine("bench fanout: needs root (network namespaces)");
+                return 1;
+            }
+            var work = r.GetValue(workDir) ?? Path.Combine(Path.GetTempPath(), $"streamclone-fanout-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(work);
+            try
+            {
+                var image = r.GetValue(input) ?? await DefaultFanoutImageAsync(ct);
+                if (!File.Exists(image))
+                {
+                    Console.Error.WriteLine($"bench fanout: {image}: no such file");
+                    return 1;
+                }
+                var settings = new FanoutSettings(count, r.GetValue(mode), Path.GetFullPath(image), lossPct, mbit, r.GetValue(probeReads), TimeSpan.FromSeconds(r.GetValue(timeout)), work)
+                { SecurityArguments = ResolveForChildren(security, r), FixedRate = r.GetValue(fixedRate) };
+                Dictionary<string, object?> report;
+                try
+                {
+                    report = await FanoutBench.RunAsync(settings, line => Console.Error.WriteLine(line), ct);
+                    if (r.GetValue(baseline))
+                    {
+                        foreach (var (key, value) in await FanoutBaseline.RunAsync(settings, line => Console.Error.WriteLine(line), ct))
+                        {
+                            report[key] = value;
+                        }
+                        report["speed_vs_baseline"] = Math.Round((double)report["baseline_seconds"]! / Math.Max((double)report["seconds"]!, 1e-9), 3);
+                    }
+                }
+                catch (Exception ex) when (ex is FanoutBenchException or ProcessFailedException)
+                {
+                    Console.Error.WriteLine($"bench fanout: {ex.Message}");
+                    return 1;
+                }
+                if (r.GetValue(json))
+                {
+                    Console.WriteLine(JsonSerializer.Serialize(report, HostServices.Json));
+                }
+                else
+                {
+                    WriteTable(report);
+                }
+                return (int)report["identical_sinks"]! == count && (!report.TryGetValue("baseline_identical", out var b) || (int)b! == count) ? 0 : 1;
+            }
+            finally
+            {
+                if (r.GetValue(workDir) is null && Directory.Exists(work))
+                {
+                    Directory.Delete(work, recursive: true);
+                }
+            }
+        });
+        return command;
+    }
+
+    /// <summary>The issue's input: 256 MiB of a memory-like image (seed 1), generated once and kept beside run-benchmarks.sh's images.</summary>
+    private static async Task<string> DefaultFanoutImageAsync(CancellationToken ct)
+    {
+        var dir = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "streamclone", "bench");
+        Directory.CreateDirectory(dir);
+        var path = Path.Combine(dir, "mem-256m.img");
+        const long bytes = 256L << 20;
+        if (!File.Exists(path) || new FileInfo(path).Length != bytes)
+        {
+            Console.Error.WriteLine($"bench fanout: generating {path}");
+            await ImageGenerator.GenerateAsync(path + ".tmp", bytes, ImageProfile.Memory, seed: 1, ct);
+            File.Move(path + ".tmp", path, overwrite: true);
+        }
+        return path;
     }
 
     private static Command CreatePipeline()

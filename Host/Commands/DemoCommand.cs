@@ -1,23 +1,20 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
 using StreamClone.Clone;
-using StreamClone.Processes;
+using StreamClone.Host.Bench;
 using StreamClone.Qemu;
-using StreamClone.Shared;
 using StreamClone.Store;
-using StreamClone.Store.Upstream;
 using StreamClone.TestGuest;
 
 namespace StreamClone.Host.Commands;
 
 /// <summary>
-/// The README's main job: boot the test guest, snapshot it live, stream it source → sink, restore a
-/// clone, and show both consoles' counters side by side. `--image` runs the pipeline-only demo on a
+/// The README's main job: boot the test guest, snapshot it live, stream it source → relays → sinks in network
+/// namespaces (<see cref="DemoChain"/>), restore a clone from a sink's store, and show both consoles' counters side by side. `--image` runs the pipeline-only demo on a
 /// VM-memory-like image instead.
 /// </summary>
 internal static partial class DemoCommand
@@ -31,11 +28,12 @@ internal static partial class DemoCommand
         var memory = new Option<string>("--memory") { Description = "Guest RAM.", DefaultValueFactory = _ => "256M" };
         var fill = new Option<int>("--fill") { Description = "MiB of guest RAM the workload fills with non-zero data.", DefaultValueFactory = _ => 128 };
         var accel = new Option<VmAccel>("--accel") { Description = "kvm, tcg or auto (auto tries KVM and falls back to TCG when the guest stays silent).", DefaultValueFactory = _ => VmAccel.Tcg };
+        var sinks = new Option<int>("--sinks") { Description = "Sinks the live snapshot reaches through the relays (2–8), each in its own network namespace.", DefaultValueFactory = _ => 3 };
         var security = CommonOptions.Security();
         var metrics = MetricsOption.Create();
-        var command = new Command("demo", "Boot a small VM, snapshot it live, stream it source → sink over loopback, restore a clone and show both running side by side.")
+        var command = new Command("demo", "Boot a small VM, snapshot it live, stream it source → relay → relay → sinks (each in its own network namespace; one by multicast), restore a clone from a sink's store and show both running side by side.")
         {
-            image, size, probeReads, cache, memory, fill, accel, metrics,
+            image, size, probeReads, cache, memory, fill, accel, sinks, metrics,
         };
         foreach (var option in security.All)
         {
@@ -45,9 +43,14 @@ internal static partial class DemoCommand
         {
             // Source and sink run in this one process here, so one endpoint shows both sides.
             using var exporter = MetricsOption.Start(r, metrics);
+            if (r.GetValue(sinks) is < 2 or > 8)
+            {
+                Console.Error.WriteLine("demo: --sinks 2–8");
+                return 2;
+            }
             return r.GetValue(image)
                 ? await DemoImage.RunAsync(r.GetValue(size)!, r.GetValue(probeReads), r.GetValue(cache)!, security, r, ct)
-                : await RunVmAsync(r.GetValue(memory)!, r.GetValue(fill), r.GetValue(accel), security, r, ct);
+                : await RunVmAsync(r.GetValue(memory)!, r.GetValue(fill), r.GetValue(accel), r.GetValue(sinks), security, r, ct);
         });
         return command;
     }
@@ -55,13 +58,13 @@ internal static partial class DemoCommand
     [GeneratedRegex(@"^SC tick=(\d+) mem=([0-9a-f]{8}) disk=([0-9a-f]{8}) chk=(ok|BAD)")]
     private static partial Regex Tick();
 
-    private static async Task<int> RunVmAsync(string memory, int fillMiB, VmAccel accel, TransportSecurityOptions security, ParseResult r, CancellationToken ct)
+    private static async Task<int> RunVmAsync(string memory, int fillMiB, VmAccel accel, int sinks, TransportSecurityOptions security, ParseResult r, CancellationToken ct)
     {
         using var logging = HostServices.CreateLogging(LogLevel.Warning);
         var logger = logging.CreateLogger("demo");
-        // The sink here and the source process secure their connection alike; resolved before the source
-        // starts, so a first run creates the default PKI once, here.
-        var tls = security.Resolve(r, logger);
+        // Every node secures its connections alike; resolved before any starts, so a first run creates the
+        // default PKI once, here, not in racing children.
+        security.Resolve(r, logger);
         var work = Path.Combine(Path.GetTempPath(), $"streamclone-demo-{Guid.NewGuid():N}");
         Directory.CreateDirectory(work);
         try
@@ -78,35 +81,46 @@ internal static partial class DemoCommand
             await vm.WaitForConsoleAsync(l => Tick().IsMatch(l), TimeSpan.FromMinutes(3), 0, ct);
             AnsiConsole.MarkupLine($"[grey]source VM:[/] pid {vm.ProcessId}, {vm.Accel}, counting after {clock.Elapsed.TotalSeconds:F1} s: {Markup.Escape(vm.GetConsoleLines()[^1])}");
 
-            // The source is its own process, as on a real host; the sink runs here to show its progress.
-            var portFile = Path.Combine(work, "port");
-            await using var source = RunningProcess.Start(ProcessCommand.ThisProgram("source", ["source", "--qmp", sourceQmp, "--work-dir", Path.Combine(work, "live"), "--listen", "127.0.0.1:0", "--port-file", portFile, "--sessions", "1", "--json", .. security.ChildArguments(r)]));
-            var port = await PortFile.WaitAsync(portFile, source, TimeSpan.FromSeconds(60), ct);
+            // Every node is its own process in its own network namespace, as on real hosts; perf/topology.sh builds the
+            // namespaces, starts the nodes in order and tears everything down, also when something fails.
+            var can = DemoChain.Capabilities.Of(r);
+            AnsiConsole.MarkupLine($"[grey]deployment:[/] {Markup.Escape(can.Describe(sinks))}, each node in its own network namespace");
+            var runDir = Path.Combine(work, "topology");
+            Directory.CreateDirectory(runDir);
+            var topo = Path.Combine(work, "demo.topo");
+            await File.WriteAllTextAsync(topo, DemoChain.Topology($"demo-{Guid.NewGuid():N}"[..13], sourceQmp, Path.Combine(work, "live"), sinks, can, security.ChildArguments(r)), ct);
             var snapshotClock = Stopwatch.StartNew();
-            using var store = ChunkStore.Open(Path.Combine(work, "store"), logger);
-            UpstreamSession? session = null;
-            try
-            {
-                session = await UpstreamSession.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), store, new UpstreamOptions { Tls = tls }, TransportOptions.Default, logger, ct);
-                var run = session.RunAsync();
-                await ProgressView.ShowSinkAsync(session, run);
-                await run;
-            }
-            finally
-            {
-                if (session is not null)
-                {
-                    await session.DisposeAsync();
-                }
-            }
+            var run = await AnsiConsole.Status().StartAsync("streaming the live snapshot through the namespaces…",
+                _ => TopologyRun.RunAsync(topo, runDir, DemoChain.NodeBin(), [], TimeSpan.FromMinutes(10), ct));
             var snapshotSeconds = snapshotClock.Elapsed.TotalSeconds;
-            await source.WaitAsync(TimeSpan.FromSeconds(60), ct);
-            using var sourceJson = JsonDocument.Parse(source.LastLine);
+            var nodes = new Table().Title("nodes").AddColumns("node", "role", "bytes in", "bytes out", "seconds", "exit");
+            foreach (var node in run.Nodes)
+            {
+                nodes.AddRow(node.Name, node.Role, $"{node.BytesIn:N0}", $"{node.BytesOut:N0}", node.Seconds is { } sec ? $"{sec:F2}" : "-", node.ExitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-");
+            }
+            AnsiConsole.Write(nodes);
+            if (!run.Ok)
+            {
+                AnsiConsole.MarkupLine($"[red]demo: the deployment failed:[/] {Markup.Escape(run.Error ?? "")}");
+                foreach (var node in run.Nodes.Where(n => n.ExitCode is not 0 and not null))
+                {
+                    var stderr = Path.Combine(runDir, node.Name, "stderr");
+                    var last = File.Exists(stderr) ? File.ReadLines(stderr).LastOrDefault() ?? "" : "";
+                    AnsiConsole.MarkupLine($"[grey]{node.Name}:[/] {Markup.Escape(last)}");
+                }
+                return 1;
+            }
+            var sinkResults = Enumerable.Range(1, sinks).Select(i => DemoChain.ReadSink(runDir, $"s{i}")).ToList();
+            var identical = await DemoChain.IdenticalToFirstAsync(sinkResults, ct);
+            using var sourceJson = JsonDocument.Parse(File.ReadLines(Path.Combine(runDir, "src", "stdout")).Last(l => l.StartsWith('{')));
             var live = sourceJson.RootElement.GetProperty("live");
 
+            // The clone restores from the last sink's store (the multicast receiver's, when there is one).
+            var restoreFrom = sinkResults[^1];
+            using var store = ChunkStore.Open(restoreFrom.Store, logger);
             var restoreClock = Stopwatch.StartNew();
             await using var clone = await AnsiConsole.Status().StartAsync("restoring a clone from the sink's store…",
-                _ => CloneRestorer.RestoreAsync(store.GetSnapshot(session!.Snapshot.SnapshotId)!, vmOptions, Path.Combine(work, "clone"), logger, ct));
+                _ => CloneRestorer.RestoreAsync(store.GetSnapshot(restoreFrom.SnapshotId)!, vmOptions, Path.Combine(work, "clone"), logger, ct));
             var restoreMs = restoreClock.Elapsed.TotalMilliseconds;
 
             // Both consoles side by side for a few seconds: the clone picks up at the snapshot's tick.
@@ -131,16 +145,19 @@ internal static partial class DemoCommand
             var twin = firstClone is null ? null : vm.GetConsoleLines().Select(l => Tick().Match(l)).FirstOrDefault(m => m.Success && m.Groups[1].Value == firstClone.Groups[1].Value);
             var continues = firstClone is not null && twin is not null && firstClone.Groups[4].Value == "ok"
                 && twin.Groups[2].Value == firstClone.Groups[2].Value && twin.Groups[3].Value == firstClone.Groups[3].Value;
-            var summary = new Table().Title("demo: live VM → source → sink → clone").AddColumns("figure", "value");
+            var summary = new Table().Title(can.Relays ? "demo: live VM → source → relays → sinks → clone" : "demo: live VM → source → sinks → clone").AddColumns("figure", "value");
             summary.AddRow("guest pause (QEMU downtime)", $"{live.GetProperty("downtime_ms")} ms (stop → restart seen over QMP: {live.GetProperty("stop_to_restart_ms").GetDouble():F1} ms)");
             summary.AddRow("snapshot streamed", $"{live.GetProperty("memory_bytes").GetInt64():N0} B memory + {live.GetProperty("disk_bytes").GetInt64():N0} B disk in {snapshotSeconds:F2} s");
-            summary.AddRow("on the wire", $"{session!.WireBytes:N0} bytes");
+            summary.AddRow("path", Markup.Escape(can.Describe(sinks)));
+            summary.AddRow("sinks identical", identical == sinks ? $"[green]{identical} of {sinks}[/] (byte for byte)" : $"[red]{identical} of {sinks}[/]");
+            summary.AddRow("on the wire to the last sink", $"{restoreFrom.WireBytes:N0} bytes");
+            summary.AddRow("clone restored from", $"{restoreFrom.Host}'s store");
             summary.AddRow("clone running after", $"{restoreMs:F0} ms");
             summary.AddRow("clone continues", continues
                 ? $"[green]yes[/]: first tick {firstClone!.Groups[1].Value}, memory and disk checksums equal to the source's at that tick"
                 : "[red]NO[/]");
             AnsiConsole.Write(summary);
-            return continues ? 0 : 1;
+            return continues && identical == sinks ? 0 : 1;
         }
         finally
         {
