@@ -1,4 +1,3 @@
-using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -10,33 +9,18 @@ namespace StreamClone.Host.Commands;
 
 /// <summary>
 /// The demo's deployment: the source process in its own network namespace, then relay A → relay B → sinks in
-/// theirs (one sink on B's multicast when this build has multicast), built, run and torn down by perf/topology.sh.
-/// Without the relay command it falls back to the source feeding the sinks itself, and says so.
+/// theirs (the last sink on B's multicast), built, run and torn down by perf/topology.sh.
 /// </summary>
 internal static class DemoChain
 {
     private const int Port = 7000;
 
-    /// <summary>What this build can run: relays, and multicast from a relay to a sink.</summary>
-    public sealed record Capabilities(bool Relays, bool Multicast)
-    {
-        public static Capabilities Of(ParseResult r)
-        {
-            var root = r.RootCommandResult.Command;
-            var relay = root.Subcommands.FirstOrDefault(c => c.Name == "relay");
-            var sink = root.Subcommands.FirstOrDefault(c => c.Name == "sink");
-            var multicast = relay is not null && relay.Options.Any(o => o.Name == "--multicast")
-                && sink is not null && sink.Options.Any(o => o.Name == "--multicast-interface");
-            return new Capabilities(relay is not null, multicast);
-        }
-
-        public string Describe(int sinks) => Relays
-            ? $"source → relay A → relay B → {sinks} sinks ({(Multicast ? $"{sinks - 1} TCP children of B, 1 on B's multicast" : "TCP children of B; this build has no multicast")})"
-            : $"source → {sinks} sinks (this build has no relay command: the source feeds them itself)";
-    }
+    /// <summary>The path the demo's snapshot takes, as one line.</summary>
+    public static string Describe(int sinks) =>
+        $"source → relay A → relay B → {sinks} sinks ({sinks - 1} TCP children of B, 1 on B's multicast)";
 
     /// <summary>The topology file: one host per process, a sink's store in its host's directory.</summary>
-    public static string Topology(string name, string qmpSocket, string liveWorkDir, int sinks, Capabilities can, IReadOnlyList<string> security)
+    public static string Topology(string name, string qmpSocket, string liveWorkDir, int sinks, IReadOnlyList<string> security)
     {
         var sec = string.Join(' ', security);
         var text = new StringBuilder();
@@ -46,19 +30,14 @@ internal static class DemoChain
         text.AppendLine("timeout 600");
         // The QMP and NBD sockets are unix sockets: the source reaches the VM from its namespace through the file system.
         text.AppendLine(CultureInfo.InvariantCulture,
-            $"host src source --qmp {qmpSocket} --work-dir {liveWorkDir} --listen {{addr}}:{Port} --sessions {(can.Relays ? 1 : sinks)} --json {sec}");
-        var feeder = "src";
-        if (can.Relays)
-        {
-            text.AppendLine(CultureInfo.InvariantCulture, $"host ra relay --upstream {{addr:src}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {sec}");
-            var multicast = can.Multicast ? $"--multicast {FanoutSettings.MulticastGroup} --interface eth0 --multicast-receivers 1" : "";
-            text.AppendLine(CultureInfo.InvariantCulture, $"host rb relay --upstream {{addr:ra}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {multicast} {sec}");
-            feeder = "rb";
-        }
+            $"host src source --qmp {qmpSocket} --work-dir {liveWorkDir} --listen {{addr}}:{Port} --sessions 1 --json {sec}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"host ra relay --upstream {{addr:src}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} {sec}");
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"host rb relay --upstream {{addr:ra}}:{Port} --listen {{addr}}:{Port} --cache {{dir}} --multicast {FanoutSettings.MulticastGroup} --interface eth0 --multicast-receivers 1 {sec}");
         for (var i = 1; i <= sinks; i++)
         {
-            var multicast = can.Multicast && i == sinks ? "--multicast-interface eth0" : "";
-            text.AppendLine(CultureInfo.InvariantCulture, $"host s{i} sink --connect {{addr:{feeder}}}:{Port} --store {{dir}} --json {multicast} {sec}");
+            var multicast = i == sinks ? "--multicast-interface eth0" : "";
+            text.AppendLine(CultureInfo.InvariantCulture, $"host s{i} sink --connect {{addr:rb}}:{Port} --store {{dir}} --json {multicast} {sec}");
         }
         return text.ToString();
     }

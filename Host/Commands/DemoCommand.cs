@@ -83,12 +83,11 @@ internal static partial class DemoCommand
 
             // Every node is its own process in its own network namespace, as on real hosts; perf/topology.sh builds the
             // namespaces, starts the nodes in order and tears everything down, also when something fails.
-            var can = DemoChain.Capabilities.Of(r);
-            AnsiConsole.MarkupLine($"[grey]deployment:[/] {Markup.Escape(can.Describe(sinks))}, each node in its own network namespace");
+            AnsiConsole.MarkupLine($"[grey]deployment:[/] {Markup.Escape(DemoChain.Describe(sinks))}, each node in its own network namespace");
             var runDir = Path.Combine(work, "topology");
             Directory.CreateDirectory(runDir);
             var topo = Path.Combine(work, "demo.topo");
-            await File.WriteAllTextAsync(topo, DemoChain.Topology($"demo-{Guid.NewGuid():N}"[..13], sourceQmp, Path.Combine(work, "live"), sinks, can, security.ChildArguments(r)), ct);
+            await File.WriteAllTextAsync(topo, DemoChain.Topology($"demo-{Guid.NewGuid():N}"[..13], sourceQmp, Path.Combine(work, "live"), sinks, security.ChildArguments(r)), ct);
             var snapshotClock = Stopwatch.StartNew();
             var run = await AnsiConsole.Status().StartAsync("streaming the live snapshot through the namespaces…",
                 _ => TopologyRun.RunAsync(topo, runDir, DemoChain.NodeBin(), [], TimeSpan.FromMinutes(10), ct));
@@ -145,10 +144,10 @@ internal static partial class DemoCommand
             var twin = firstClone is null ? null : vm.GetConsoleLines().Select(l => Tick().Match(l)).FirstOrDefault(m => m.Success && m.Groups[1].Value == firstClone.Groups[1].Value);
             var continues = firstClone is not null && twin is not null && firstClone.Groups[4].Value == "ok"
                 && twin.Groups[2].Value == firstClone.Groups[2].Value && twin.Groups[3].Value == firstClone.Groups[3].Value;
-            var summary = new Table().Title(can.Relays ? "demo: live VM → source → relays → sinks → clone" : "demo: live VM → source → sinks → clone").AddColumns("figure", "value");
+            var summary = new Table().Title("demo: live VM → source → relays → sinks → clone").AddColumns("figure", "value");
             summary.AddRow("guest pause (QEMU downtime)", $"{live.GetProperty("downtime_ms")} ms (stop → restart seen over QMP: {live.GetProperty("stop_to_restart_ms").GetDouble():F1} ms)");
             summary.AddRow("snapshot streamed", $"{live.GetProperty("memory_bytes").GetInt64():N0} B memory + {live.GetProperty("disk_bytes").GetInt64():N0} B disk in {snapshotSeconds:F2} s");
-            summary.AddRow("path", Markup.Escape(can.Describe(sinks)));
+            summary.AddRow("path", Markup.Escape(DemoChain.Describe(sinks)));
             summary.AddRow("sinks identical", identical == sinks ? $"[green]{identical} of {sinks}[/] (byte for byte)" : $"[red]{identical} of {sinks}[/]");
             summary.AddRow("on the wire to the last sink", $"{restoreFrom.WireBytes:N0} bytes");
             summary.AddRow("clone restored from", $"{restoreFrom.Host}'s store");
