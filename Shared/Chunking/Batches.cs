@@ -24,6 +24,20 @@ public sealed class WorkBatch
     public required ChunkEntryKind[] Kinds { get; init; }
     public required ChunkHash[] Hashes { get; init; }
 
+    /// <summary>A batch of <paramref name="count"/> chunks of <paramref name="obj"/> whose bytes are in <paramref name="raw"/>
+    /// (taken over), to be classified: what every reader (a source's input, a relay's cache) hands the encoder.</summary>
+    public static WorkBatch Of(ObjectInfo obj, long firstIndex, int count, BatchBuffer raw, long requestId) => new()
+    {
+        ObjectId = obj.Id,
+        FirstIndex = firstIndex,
+        Count = count,
+        ChunkSize = obj.ChunkSize,
+        Raw = raw,
+        RequestId = requestId,
+        Kinds = new ChunkEntryKind[count],
+        Hashes = new ChunkHash[count],
+    };
+
     public ReadOnlySpan<byte> Chunk(int i)
     {
         var start = i * ChunkSize;

@@ -41,16 +41,6 @@ internal static class InputBatchReader
             raw.Dispose();
             throw;
         }
-        return new WorkBatch
-        {
-            ObjectId = obj.Id,
-            FirstIndex = firstIndex,
-            Count = count,
-            ChunkSize = obj.ChunkSize,
-            Raw = raw,
-            RequestId = requestId,
-            Kinds = new ChunkEntryKind[count],
-            Hashes = new ChunkHash[count],
-        };
+        return WorkBatch.Of(obj, firstIndex, count, raw, requestId);
     }
 }
