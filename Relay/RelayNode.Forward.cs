@@ -3,6 +3,7 @@ using StreamClone.Shared.Chunking;
 using StreamClone.Shared.Fanout;
 using StreamClone.Shared.Model;
 using StreamClone.Shared.Protocol;
+using StreamClone.Shared.Transport;
 using StreamClone.Store.Upstream;
 
 namespace StreamClone.Relay;
@@ -59,7 +60,7 @@ public sealed partial class RelayNode
             Objects = offer.Objects,
             Upstreams = hints,
         };
-        var stream = new EncodedStream(ours, _spillDirectory.FullName, _options.Buffers);
+        var stream = EncodedStream.CreateSpilled(ours, _options.Buffers, NodeRoles.Relay);
         Volatile.Write(ref _stream, stream);
         // Hooked before children can see the offer, so a child asking for multicast in its inventory finds the joiner.
         if (_options.Multicast is { } multicast)

@@ -26,7 +26,6 @@ public sealed partial class RelayNode : IAsyncDisposable
     private readonly ChunkStore _store;
     private readonly RelayOptions _options;
     private readonly ILogger _logger;
-    private readonly DirectoryInfo _spillDirectory;
     private readonly UpstreamClient _client;
     private readonly DownstreamServer _downstream;
     private readonly IDisposable _progress;
@@ -39,12 +38,6 @@ public sealed partial class RelayNode : IAsyncDisposable
         _store = store;
         _options = options;
         _logger = logger;
-        // Created 0700 (mkdtemp); the log's spill file in it is 0600 and unlinked at once.
-        _spillDirectory = Directory.CreateTempSubdirectory("streamclone-relay-");
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(_spillDirectory.FullName, VmStateModes.Directory);
-        }
         var pull = options.Pull with { Upstream = options.Pull.Upstream with { Role = NodeRoles.Relay, Observer = new Forwarder(this), Tls = options.Tls } };
         _client = new UpstreamClient(options.Upstreams, store, pull, transport, logger);
         _downstream = new DownstreamServer(options, transport, NodeRoles.Relay, MetricRole.Relay, new CacheDemandReader(this), logger);
@@ -168,12 +161,5 @@ public sealed partial class RelayNode : IAsyncDisposable
         _progress.Dispose();
         _lease?.Dispose();
         Stream?.Dispose();
-        try
-        {
-            _spillDirectory.Delete(recursive: true);
-        }
-        catch (IOException)
-        {
-        }
     }
 }

@@ -42,6 +42,28 @@ public sealed class EncodedStream : IDisposable
 
     private readonly record struct IndexEntry(long Offset, int HeaderLength, int PayloadLength);
 
+    /// <summary>
+    /// A stream spilled to the temp directory: a fresh 0700 directory (mkdtemp) holds the spill file only until it is open
+    /// and unlinked, then goes too, so nothing of it is left on disk even when the process is SIGKILLed (a relay killed in a
+    /// chain test had left one directory per run in /tmp).
+    /// </summary>
+    public static EncodedStream CreateSpilled(SnapshotOfferMessage offer, IBatchBufferSource buffers, string role)
+    {
+        var directory = Directory.CreateTempSubdirectory($"streamclone-{role}-");
+        try
+        {
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(directory.FullName, VmStateModes.Directory);
+            }
+            return new EncodedStream(offer, directory.FullName, buffers);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     /// <param name="offer">The snapshot this stream carries (what every reader is offered).</param>
     /// <param name="spillDirectory">A 0700 directory of the owner's; the spill file is created in it and unlinked at once.</param>
     /// <param name="buffers">Where reads rent the leases they return.</param>

@@ -30,7 +30,6 @@ public sealed class SourceServer : IAsyncDisposable
     private readonly ISnapshotInput _input;
     private readonly SourceOptions _options;
     private readonly ILogger _logger;
-    private readonly DirectoryInfo _spillDirectory;
     private readonly EncodedStream _stream;
     private readonly DownstreamServer _downstream;
     private readonly CancellationTokenSource _stop = new();
@@ -44,21 +43,7 @@ public sealed class SourceServer : IAsyncDisposable
         _input = input;
         _options = options;
         _logger = logger;
-        // Created 0700 (mkdtemp); the spill file in it is 0600 and unlinked at once.
-        _spillDirectory = Directory.CreateTempSubdirectory("streamclone-source-");
-        try
-        {
-            if (!OperatingSystem.IsWindows())
-            {
-                File.SetUnixFileMode(_spillDirectory.FullName, VmStateModes.Directory);
-            }
-            _stream = new EncodedStream(input.Offer, _spillDirectory.FullName, options.Buffers);
-        }
-        catch
-        {
-            _spillDirectory.Delete(recursive: true);
-            throw;
-        }
+        _stream = EncodedStream.CreateSpilled(input.Offer, options.Buffers, NodeRoles.Source);
         _downstream = new DownstreamServer(options, transport, NodeRoles.Source, MetricRole.Source, new InputDemandReader(input), logger, _stream);
     }
 
@@ -196,12 +181,5 @@ public sealed class SourceServer : IAsyncDisposable
         }
         _stream.Dispose();
         _stop.Dispose();
-        try
-        {
-            _spillDirectory.Delete(recursive: true);
-        }
-        catch (IOException)
-        {
-        }
     }
 }
