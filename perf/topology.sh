@@ -16,6 +16,7 @@
 #   await HOST...                hosts whose exit ends the run (default: every host of role `sink`)
 #   metrics PORT|off             each node gets `--metrics {addr}:PORT` unless its options name --metrics (default 9100)
 #   host NAME ROLE OPTIONS...    a host (10.77.0.N, N = its line's order) running `<bin> ROLE OPTIONS...`
+#   barrier                      the hosts above are ready before the next host starts (even sinks, which start together)
 # Placeholders in OPTIONS: {addr} / {addr:HOST} (host address), {dir} / {dir:HOST} (a per-host data path
 # under the run directory, not created), {run} (the run directory), {KEY} (from --set KEY=VALUE).
 # Hosts start in file order; a host with `--listen ADDR:PORT` must be ready before the next starts: listening on that
@@ -44,7 +45,8 @@ topo_link=100mbit
 topo_timeout=300
 topo_metrics=9100
 hosts=()            # host names in order
-declare -A role=() opts=() link=() loss=() awaited=()
+declare -A role=() opts=() link=() loss=() awaited=() barrier_before=()
+pending_barrier=0
 explicit_await=0
 
 parse_file() {
@@ -84,7 +86,12 @@ parse_file() {
         [[ "$h" =~ ^[a-zA-Z0-9][a-zA-Z0-9_-]{0,15}$ ]] || die "$file:$n: host name '$h' ([A-Za-z0-9_-], at most 16)"
         [ -z "${role[$h]:-}" ] || die "$file:$n: host $h defined twice"
         [ ${#hosts[@]} -lt 250 ] || die "$file:$n: at most 250 hosts"
-        hosts+=("$h"); role[$h]=${words[2]}; opts[$h]="${words[*]:3}" ;;
+        hosts+=("$h"); role[$h]=${words[2]}; opts[$h]="${words[*]:3}"
+        [ "$pending_barrier" = 1 ] && barrier_before[$h]=1
+        pending_barrier=0 ;;
+      barrier)
+        [ ${#words[@]} -eq 1 ] || die "$file:$n: barrier (no arguments)"
+        pending_barrier=1 ;;
       *) die "$file:$n: unknown directive '${words[0]}'" ;;
     esac
   done <"$file"
@@ -270,6 +277,10 @@ ready_node() {
 start_hosts() {
   local h p together=()
   for h in "${hosts[@]}"; do
+    if [ -n "${barrier_before[$h]:-}" ]; then
+      for p in "${together[@]}"; do ready_node "$p"; done
+      together=()
+    fi
     if [[ " ${opts[$h]} " == *" --listen "* ]]; then
       for p in "${together[@]}"; do ready_node "$p"; done
       together=()

@@ -43,9 +43,10 @@ public sealed class MulticastFanoutTests
     [Fact]
     public async Task A_multicast_sink_joining_late_takes_the_earlier_batches_over_tcp_and_ends_identical()
     {
-        // The sender starts with the first receiver and at 2 MB/s the stream lasts seconds; m2 starts after m1 answers
-        // (the script starts hosts one by one), so it joins with part of the stream already multicast.
-        using var run = await RunAsync("mclate", seed: 93, loss: null, TestContext.Current.CancellationToken, receivers: 1, maxRate: 2_000_000);
+        // The sender starts with the first receiver and at 2 MB/s the stream lasts seconds; a barrier in the topology starts
+        // m2 only once m1 answers (sinks otherwise start together, and m2 had joined at batch 1 in 2 runs of 4), so m2
+        // joins with part of the stream already multicast.
+        using var run = await RunAsync("mclate", seed: 93, loss: null, TestContext.Current.CancellationToken, receivers: 1, maxRate: 2_000_000, late: true);
 
         var m2 = File.ReadAllText(Path.Combine(run.Dir, "m2", "stderr"));
         var joined = System.Text.RegularExpressions.Regex.Match(m2, "joined on eth0, batches from (\\d+) on");
@@ -62,7 +63,7 @@ public sealed class MulticastFanoutTests
         public void Dispose() => Temp.Dispose();
     }
 
-    private static async Task<Run> RunAsync(string prefix, int seed, string? loss, CancellationToken ct, int receivers = 2, long maxRate = 11_000_000)
+    private static async Task<Run> RunAsync(string prefix, int seed, string? loss, CancellationToken ct, int receivers = 2, long maxRate = 11_000_000, bool late = false)
     {
         var dir = new TempDir();
         try
@@ -77,6 +78,7 @@ public sealed class MulticastFanoutTests
                 timeout 150
                 host src source --image {"{input}"} --listen {"{addr}"}:7000 --sessions 3 --json --multicast 239.77.8.1:7100 --interface eth0 --max-rate {maxRate} --multicast-receivers {receivers} --log-level Information
                 host m1  sink   --connect {"{addr:src}"}:7000 --store {"{dir:m1}"} --json --multicast-interface eth0 --log-level Information
+                {(late ? "barrier" : "")}
                 host m2  sink   --connect {"{addr:src}"}:7000 --store {"{dir:m2}"} --json --multicast-interface eth0 --log-level Information
                 host t1  sink   --connect {"{addr:src}"}:7000 --store {"{dir:t1}"} --json
                 {(loss is null ? "" : $"loss {loss} 5%")}
