@@ -38,10 +38,17 @@ public sealed partial class MulticastHostileDatagramTests
             "--multicast-interface", "eth0", "--log-level", "Information"])
         { Name = "sink", Environment = environment });
 
-        // Take a few real datagrams off the group, then send the hostile kinds back while the stream runs.
+        // Take a few real datagrams off the group, then send the hostile kinds back while the stream runs. Only datagrams the
+        // sink's socket heard can come back as replays: the sink logs its join once its socket is open, and the sender may
+        // start before that (a datagram recorded by heard-count alone was one the sink never had, 1 run in 4: "duplicate").
+        await sink.WaitForLineAsync(OutputStream.Stderr, line => line.Contains("joined on eth0", StringComparison.Ordinal), TimeSpan.FromSeconds(60), ct);
         var recorded = new List<byte[]>();
         var buffer = new byte[2048];
-        // Past the first ones: the sink may have opened its socket a moment after the sender started.
+        // Past the ones already queued at our listener when the line appeared: those may predate the sink's socket.
+        while (listener.Available > 0)
+        {
+            listener.Receive(buffer);
+        }
         for (var heard = 0; recorded.Count < 8; heard++)
         {
             var n = await listener.ReceiveAsync(buffer, ct).AsTask().WaitAsync(TimeSpan.FromSeconds(60), ct);
